@@ -1,0 +1,152 @@
+"""What NIPS, NAO and LinearNAO share: reading a packed context, the token
+encoder and the final kernel layer ``u = K f``.
+
+Each model composes :class:`~nips_plugin.layers.attention.NonlocalAttentionLayer`
+blocks and only defines how its kernel layer forms queries (and, for NAO, the
+learned output map ``W^P``). This mixin is not a ``BaseModel`` itself, so it is
+not registered in neuraloperator's zoo.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from ..layers.attention import (ATTENTION, NonlocalAttentionLayer, SlabNorm, TokenLinear,
+                                attention_matrix)
+from ..layers.context import ContextLayout
+
+
+def quadrature_weight(grid_shape):
+    """Cell volume ``Delta = prod_i 1/(n_i - 1)`` of a node grid on the unit cube."""
+    if min(grid_shape) < 2:
+        raise ValueError(f"every grid dimension needs at least 2 points, got {tuple(grid_shape)}")
+    return math.prod(1.0 / (n - 1) for n in grid_shape)
+
+
+class InContextOperator:
+    """Mixin for attention-based in-context operators (see module docstring).
+
+    Subclasses set, in ``__init__``: ``self.layout`` (:class:`ContextLayout` of the
+    constructor's channels), ``self.n_dim``, ``self.n_heads``, ``self.qk_channels``,
+    ``self.attention`` ("linear" | "quadratic"), ``self.input_norm``
+    (:class:`SlabNorm`), ``self.layers`` (``nn.ModuleList`` of intermediate
+    layers), ``self.kernel_key`` (:class:`TokenLinear`), and implement
+    ``_kernel_queries(J, grid_shape) -> [B, H*dk, R]`` and
+    ``_output_map(grid_shape) -> [R, N*c_u]`` or None (``R = N*c_u`` then).
+    """
+
+    def _init_layout(self, in_channels, out_channels, n_pairs, in_components, out_components):
+        self.layout = ContextLayout.from_channels(in_channels, n_pairs, in_components, out_components)
+        if out_channels != self.layout.out_channels:
+            raise ValueError(
+                f"out_channels={out_channels} does not match the in-context layout: "
+                f"{self.layout.describe()} gives {self.layout.out_channels} output channels "
+                f"(q*c_u for q > 0 queries, d*c_u when q = 0)"
+            )
+
+    def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False):
+        cf, cu, d = self.layout.in_components, self.layout.out_components, self.layout.n_pairs
+        if input_norm == "token_affine":
+            if grid_shape is None or len(grid_shape) != self.n_dim:
+                raise ValueError(
+                    f"input_norm='token_affine' needs grid_shape, a tuple of {self.n_dim} ints, "
+                    f"got {grid_shape!r}"
+                )
+            self.input_norm = SlabNorm(d, n_tokens=(cf + cu) * math.prod(grid_shape))
+        elif input_norm == "slab":
+            self.input_norm = SlabNorm(d)
+        else:
+            raise ValueError(f"input_norm must be 'slab' or 'token_affine', got {input_norm!r}")
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        self.layers = nn.ModuleList(
+            NonlocalAttentionLayer(d, cf + cu, self.n_heads, self.qk_channels, self.attention,
+                                   n_modes=n_modes, filter_per_head=filter_per_head)
+            for _ in range(n_layers - 1)
+        )
+        self.kernel_key = TokenLinear(d, self.n_heads * self.qk_channels)
+
+    def _read(self, x):
+        """Validate ``x`` and split it into ``(f_ctx, u_ctx, f_query, layout)``,
+        each ``[B, n, c, *grid]``."""
+        if not torch.is_tensor(x) or x.ndim != self.n_dim + 2:
+            raise ValueError(
+                f"{type(self).__name__} is {self.n_dim}-D: expected x of shape "
+                f"[batch, channels, {', '.join('n%d' % i for i in range(1, self.n_dim + 1))}], "
+                f"got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+            )
+        lay = self.layout
+        layout = ContextLayout.from_channels(x.shape[1], lay.n_pairs, lay.in_components, lay.out_components)
+        B, _, *grid = x.shape
+        d, cf, cu, q = layout.n_pairs, layout.in_components, layout.out_components, layout.n_queries
+        f_ctx, u_ctx, f_query = torch.split(x, [d * cf, d * cu, q * cf], dim=1)
+        return (f_ctx.reshape(B, d, cf, *grid), u_ctx.reshape(B, d, cu, *grid),
+                f_query.reshape(B, q, cf, *grid), layout)
+
+    def _encode(self, f_ctx, u_ctx):
+        """Tokens of the context after the intermediate layers, ``[B, d, T]``."""
+        B, d, _, *grid = f_ctx.shape
+        J = torch.cat([f_ctx, u_ctx], dim=2).reshape(B, d, -1)
+        J = self.input_norm(J)
+        delta = quadrature_weight(grid)
+        for layer in self.layers:
+            J = layer(J, grid, delta)
+        return J
+
+    def _kernel_factors(self, x):
+        """Queries ``[B, H*dk, R]``, f-token keys ``[B, H*dk, N*c_f]``, output map or None,
+        and the function values the kernel acts on ``[B, m, N*c_f]``."""
+        f_ctx, u_ctx, f_query, layout = self._read(x)
+        grid = f_ctx.shape[3:]
+        J = self._encode(f_ctx, u_ctx)
+        n_f = layout.in_components * math.prod(grid)
+        queries = self._kernel_queries(J, grid)
+        keys = self.kernel_key(J[:, :, :n_f])
+        f = f_query if layout.n_queries else f_ctx
+        return queries, keys, self._output_map(grid), f.flatten(2), grid
+
+    def forward(self, x, **kwargs):
+        """Predict the responses to the queries in ``x`` (or reconstruct the context responses).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Packed in-context tensor ``[B, d*c_f + d*c_u + q*c_f, *grid]``.
+        **kwargs
+            Ignored (neuraloperator's Trainer passes the whole batch).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, q*c_u, *grid]`` for ``q > 0``, else ``[B, d*c_u, *grid]``.
+        """
+        queries, keys, out_map, f, grid = self._kernel_factors(x)
+        delta = quadrature_weight(grid)
+        u = ATTENTION[self.attention](queries, keys, f, delta / math.sqrt(self.qk_channels), self.n_heads)
+        if out_map is not None:
+            u = delta * torch.matmul(u, out_map)
+        return u.reshape(u.shape[0], -1, *grid)
+
+    def extract_kernel(self, x):
+        """The operator matrix ``M`` built from the context in ``x``, with ``u_hat = M f``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Packed in-context tensor (query channels, if any, are ignored).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, N*c_u, N*c_f]``; rows and columns are component-major, grid
+            row-major, i.e. ``M @ f.reshape(B, -1, 1)`` for ``f`` ``[B, c_f, *grid]``
+            gives the response reshaped the same way. In the model's (normalised)
+            units; includes the quadrature weight.
+        """
+        queries, keys, out_map, _, grid = self._kernel_factors(x)
+        delta = quadrature_weight(grid)
+        M = attention_matrix(queries, keys, delta / math.sqrt(self.qk_channels))
+        if out_map is not None:
+            M = delta * torch.matmul(out_map.transpose(0, 1), M)
+        return M

@@ -1,0 +1,106 @@
+"""Neural Interpretable PDEs (NIPS): linear nonlocal attention with a Fourier kernel."""
+
+import math
+
+from neuralop.models.base_model import BaseModel
+
+from ..layers.attention import TokenLinear
+from ..layers.fourier_kernel import SharedSpectralFilter
+from .incontext import InContextOperator
+
+
+class NIPS(InContextOperator, BaseModel, name="nips"):
+    """Neural Interpretable PDEs (Liu & Yu, ICML 2025).
+
+    An in-context neural operator: from a context of ``d`` input/response pairs
+    ``(f_i, u_i)`` of one system it builds a data-dependent kernel ``K`` and
+    predicts responses ``u = K f`` to query inputs ``f``.
+
+    Tokens ``J0 in R^{T x d}``, ``T = N (c_f + c_u)``, hold every grid point of
+    every component of the context inputs and responses (features: the ``d``
+    pairs). With quadrature weight ``Delta = prod_i 1/(n_i-1)``:
+
+    .. math::
+
+        J &\\leftarrow \\mathrm{LN}_0(J_0) \\\\
+        J &\\leftarrow \\mathrm{LN}_t\\Big(\\sum_h \\hat J W_Q^{t,h}
+             \\big(\\Delta (J W_K^{t,h})^\\top J / \\sqrt{d_k}\\big)\\Big) + J,
+             \\quad \\hat J = \\mathcal{F}_t(J), \\quad t = 1..L-1 \\\\
+        \\hat u &= \\sum_h Q_h \\big(\\Delta K_h^\\top f / \\sqrt{d_k}\\big),\\quad
+             Q_h = \\hat J_{out} W_Q^{L,h},\\ K_h = J_f W_K^{L,h}
+
+    where ``F_t`` filters every token block (component) with a Fourier
+    multiplier shared by the ``d`` channels, ``J_f`` are the f-token rows and
+    ``\\hat J_{out}`` combines, for output component ``c``, the filtered f- and
+    u-blocks of component ``c`` (when ``c_f = c_u``; otherwise every block,
+    filtered, contributes to every output component through its own multiplier).
+    The ``T x T`` attention and the ``N c_u x N c_f`` kernel are never formed in
+    ``forward`` (cost linear in ``N``); :meth:`extract_kernel` forms the kernel.
+
+    Parameters
+    ----------
+    in_channels : int
+        ``d*c_f + d*c_u + q*c_f`` (packed context, see :func:`nips_plugin.pack_context`).
+    out_channels : int
+        ``q*c_u`` (``d*c_u`` when ``q = 0``).
+    n_pairs : int
+        Context pairs ``d`` (the feature width of every token).
+    in_components, out_components : int, default 1
+        ``c_f`` and ``c_u``.
+    n_layers : int, default 4
+        ``L``: ``L-1`` attention layers and the kernel layer.
+    n_heads : int, default 1
+    qk_channels : int, default 40
+        Query/key width ``dk`` per head.
+    n_modes : tuple of int, default (12, 12)
+        Fourier modes kept per dimension (as in FNO: the last one is halved by the
+        real FFT); its length is the grid dimension (1, 2 or 3).
+    filter_per_head : bool, default False
+        One Fourier multiplier set per head (the authors' two-component scripts)
+        instead of one per layer.
+    input_norm : {"slab", "token_affine"}, default "slab"
+        ``LN_0`` over the whole ``[T, d]`` slab with a per-feature affine
+        (resolution independent), or with a per-token affine as in the authors'
+        scripts (needs ``grid_shape``; ties the model to that grid).
+    grid_shape : tuple of int, optional
+        Only for ``input_norm="token_affine"``.
+
+    References
+    ----------
+    .. [1] Liu, N. and Yu, Y. "Neural Interpretable PDEs: Harmonizing Fourier
+       Insights with Attention for Scalable and Interpretable Physics Discovery",
+       ICML 2025, arXiv:2505.23106.
+    """
+
+    def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
+                 n_layers=4, n_heads=1, qk_channels=40, n_modes=(12, 12), filter_per_head=False,
+                 input_norm="slab", grid_shape=None):
+        super().__init__()
+        self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
+        n_modes = (n_modes,) if isinstance(n_modes, int) else tuple(n_modes)
+        if not 1 <= len(n_modes) <= 3:
+            raise ValueError(f"n_modes must give 1 to 3 grid dimensions, got {n_modes}")
+        self.n_dim, self.n_heads, self.qk_channels = len(n_modes), n_heads, qk_channels
+        self.attention = "linear"
+        self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head)
+        cf, cu, d = in_components, out_components, n_pairs
+        groups = n_heads if filter_per_head else 1
+        # paired: output component c <- filtered f-block c + filtered u-block c
+        self.paired = cf == cu
+        n_filtered = cf + cu if self.paired else (cf + cu) * cu
+        self.kernel_filter = SharedSpectralFilter(n_filtered, n_modes, groups=groups)
+        self.kernel_query = TokenLinear(d, n_heads * qk_channels // groups, groups=groups)
+
+    def _kernel_queries(self, J, grid_shape):
+        B, d, _ = J.shape
+        cf, cu = self.layout.in_components, self.layout.out_components
+        G = self.kernel_filter.groups
+        blocks = J.view(B, d, cf + cu, *grid_shape)
+        if not self.paired:  # each block feeds every output component
+            blocks = blocks.repeat_interleave(cu, dim=2)
+        filtered = self.kernel_filter(blocks).view(B, d, G, -1, cu, math.prod(grid_shape))
+        Jout = filtered.sum(3).transpose(1, 2) if G > 1 else filtered.sum(3).reshape(B, d, -1)
+        return self.kernel_query(Jout.reshape(B, G, d, -1) if G > 1 else Jout)
+
+    def _output_map(self, grid_shape):
+        return None
