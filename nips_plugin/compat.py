@@ -1,0 +1,175 @@
+"""Compatibility: the authors' checkpoints, and neuraloperator 2.0.0's odd-grid SpectralConv.
+
+Authors' checkpoints
+--------------------
+:func:`from_reference_state_dict` turns a state dict saved by the published
+NIPS / NAO scripts into the equivalent :class:`~nips_plugin.NIPS`,
+:class:`~nips_plugin.NAO` or :class:`~nips_plugin.LinearNAO` in its
+*reference-compatible configuration* (input LayerNorm over the whole token slab
+with a per-token affine, every Fourier mode kept). Given the packed,
+normalised context (``q = 0``) the model reproduces the script's output.
+
+Layout read (see ``nips-nao-math.md`` §5): the scripts index layers
+``t = 0..L-1``; ``fcq.{t}.{h}`` / ``fck.{t}.{h}`` (``fcq_{t}_{h}`` for
+``nao_darcy``) are ``nn.Linear(d, dk)`` of layer ``t`` and head ``h``, layer
+``L-1`` being the kernel layer; ``fcn.0`` is the input LayerNorm ``[T, d]`` and
+``fcn.{t}`` (``t >= 1``) the LayerNorm after intermediate layer ``t-1``. NIPS
+filters: ``conv.{t}`` (f-block) and ``convf.{t}`` (u-block) for Darcy;
+``convx, convy, convfx, convfy .{t}.{h}`` (blocks ``f_x, f_y, u_x, u_y``, one
+per head) for Mechanical MNIST. NAO's ``kernelf`` / ``kernel`` MLPs are
+``W^{P,f}`` / ``W^{P,u}`` (the rows acting on f- and u-tokens). The grid is 2-D
+and square.
+
+neuraloperator 2.0.0's SpectralConv
+-----------------------------------
+Its ``forward`` is wrong on odd grid sizes along every dimension but the last
+(the spectrum is re-centred with ``fftshift`` instead of ``ifftshift``). The
+upstream repository fixed this after the 2.0.0 release. :func:`patch_spectral_conv`
+replaces the method with :func:`~nips_plugin.layers.fourier_kernel.spectral_conv_forward`
+(same weights, same results on even grids), so FNO and TFNO baselines are exact
+on odd grids too; it is a no-op where the installed version is already correct.
+"""
+
+import math
+
+import torch
+
+from neuralop.layers.spectral_convolution import SpectralConv
+
+from .layers.fourier_kernel import spectral_conv_forward
+from .models import NAO, NIPS, LinearNAO
+
+VARIANTS = ("nips_darcy", "nips_mmnist", "linear_nao_darcy", "nao_darcy")
+
+
+# --------------------------------------------------------------------------- SpectralConv fix
+
+def spectral_conv_is_exact():
+    """Whether the installed ``SpectralConv`` is exact on odd grids (identity multiplier test)."""
+    conv = SpectralConv(1, 1, (5, 5), bias=False)
+    with torch.no_grad():
+        conv.weight.to_tensor().fill_(1.0)
+        x = torch.randn(1, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+        return torch.allclose(conv(x), x, atol=1e-5)
+
+
+def patch_spectral_conv():
+    """Make neuraloperator's ``SpectralConv`` (hence FNO and TFNO) exact on odd grids.
+
+    Replaces ``SpectralConv.forward`` process-wide. Call it once before training
+    or evaluating FNO/TFNO on grids with an odd size (21, 29, 85, 421, ...).
+    Idempotent; does nothing if the installed version is already exact.
+
+    Returns
+    -------
+    bool
+        True if the method was replaced by this call.
+    """
+    if SpectralConv.forward is spectral_conv_forward or spectral_conv_is_exact():
+        return False
+    SpectralConv.forward = spectral_conv_forward
+    return True
+
+
+# --------------------------------------------------------------------------- authors' checkpoints
+
+def _count(present):
+    i = 0
+    while present(i):
+        i += 1
+    return i
+
+
+def _reference_multiplier(w1, w2, n):
+    """The authors' 2-D multiplier on the full rfft2 grid ``[n, n//2+1]``: rows
+    ``[0, m)`` from ``weights1``, rows ``[n-m, n)`` from ``weights2`` (which wins
+    where the two overlap), columns ``[0, m)``, all else zero."""
+    m = w1.shape[0]
+    full = torch.zeros(n, n // 2 + 1, dtype=torch.complex64)
+    full[:m, :m] = w1
+    full[n - m:, :m] = w2
+    return full
+
+
+def from_reference_state_dict(state_dict, variant):
+    """Build the reference-compatible model from a state dict of the authors' scripts.
+
+    Parameters
+    ----------
+    state_dict : dict of str -> torch.Tensor
+        As saved by the published script (``torch.save(model.state_dict())``).
+    variant : {"nips_darcy", "nips_mmnist", "linear_nao_darcy", "nao_darcy"}
+        Which script saved it.
+
+    Returns
+    -------
+    NIPS, NAO or LinearNAO
+        In eval mode, with ``q = 0`` channels (``in_channels = d*(c_f+c_u)``); the
+        number of pairs ``d``, key width ``dk``, layers, heads and grid are inferred
+        from the tensors. Its output on the packed normalised context is the
+        script's output.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    if variant == "nao_darcy":
+        q_name, k_name, n_name = (lambda t, h: f"fcq_{t}_{h}"), (lambda t, h: f"fck_{t}_{h}"), (lambda t: f"fcn{t}")
+    else:
+        q_name, k_name, n_name = (lambda t, h: f"fcq.{t}.{h}"), (lambda t, h: f"fck.{t}.{h}"), (lambda t: f"fcn.{t}")
+
+    def get(key):
+        if key not in sd:
+            raise ValueError(f"state dict for variant {variant!r} has no entry {key!r}")
+        return sd[key]
+
+    n_layers = _count(lambda t: q_name(t, 0) + ".weight" in sd)
+    n_heads = _count(lambda h: q_name(0, h) + ".weight" in sd)
+    if n_layers == 0 or n_heads == 0:
+        raise ValueError(f"no {q_name(0, 0)}.weight in the state dict: not a {variant!r} checkpoint")
+    dk, d = get(q_name(0, 0) + ".weight").shape
+    c = 2 if variant == "nips_mmnist" else 1
+    n_tokens = get(n_name(0) + ".weight").shape[0]
+    n = math.isqrt(n_tokens // (2 * c))
+    if 2 * c * n * n != n_tokens:
+        raise ValueError(f"{n_name(0)}.weight has {n_tokens} rows: not {2 * c} blocks of a square grid")
+
+    common = dict(in_channels=2 * c * d, out_channels=c * d, n_pairs=d, in_components=c,
+                  out_components=c, n_layers=n_layers, n_heads=n_heads, qk_channels=dk,
+                  input_norm="token_affine", grid_shape=(n, n))
+    if variant.startswith("nips"):
+        model = NIPS(n_modes=(n, n), filter_per_head=variant == "nips_mmnist", **common)
+    else:
+        model = (NAO if variant == "nao_darcy" else LinearNAO)(n_dim=2, **common)
+
+    with torch.no_grad():
+        model.input_norm.weight.copy_(get(n_name(0) + ".weight").T)
+        model.input_norm.bias.copy_(get(n_name(0) + ".bias").T)
+        for t in range(n_layers):
+            last = t == n_layers - 1
+            layer = None if last else model.layers[t]
+            query = model.kernel_query if last else layer.query
+            key = model.kernel_key if last else layer.key
+            for h in range(n_heads):
+                rows = slice(None) if query.groups > 1 else slice(h * dk, (h + 1) * dk)
+                g = h if query.groups > 1 else 0
+                query.weight[g, rows] = get(q_name(t, h) + ".weight")
+                query.bias[g, rows, 0] = get(q_name(t, h) + ".bias")
+                key.weight[0, h * dk:(h + 1) * dk] = get(k_name(t, h) + ".weight")
+                key.bias[0, h * dk:(h + 1) * dk, 0] = get(k_name(t, h) + ".bias")
+            if not last:
+                layer.norm.weight.copy_(get(n_name(t + 1) + ".weight"))
+                layer.norm.bias.copy_(get(n_name(t + 1) + ".bias"))
+            if variant.startswith("nips"):
+                filt = model.kernel_filter if last else layer.filter
+                if variant == "nips_darcy":
+                    keys = [f"conv.{t}", f"convf.{t}"]
+                else:
+                    keys = [f"{p}.{t}.{h}" for h in range(n_heads) for p in ("convx", "convy", "convfx", "convfy")]
+                filt.load_full_multiplier(torch.stack([
+                    _reference_multiplier(get(k + ".weights1"), get(k + ".weights2"), n) for k in keys]))
+        if not variant.startswith("nips"):
+            for ours, theirs in ((model.output_map_f, "kernelf"), (model.output_map_u, "kernel")):
+                for i in (0, 2, 4):
+                    ours.layers[i].weight.copy_(get(f"{theirs}.layers.{i}.weight"))
+                    ours.layers[i].bias.copy_(get(f"{theirs}.layers.{i}.bias"))
+    return model.eval()
