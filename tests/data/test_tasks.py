@@ -1,0 +1,139 @@
+"""Task sets and the HDF5 task file format."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from nips_plugin.data.tasks import TaskSet, default_split, load_tasks, save_tasks
+
+
+def _arrays(S=12, P=5, c_f=1, c_u=2, grid=(9,), seed=0):
+    rng = np.random.default_rng(seed)
+    f = rng.standard_normal((S, P, c_f, *grid)).astype(np.float32)
+    u = rng.standard_normal((S, P, c_u, *grid)).astype(np.float32)
+    params = {"b": rng.random((S, *grid)).astype(np.float32),
+              "a": rng.random((S, *grid)).astype(np.float32)}
+    return f, u, params
+
+
+def test_round_trip_all_fields(tmp_path):
+    f, u, params = _arrays()
+    split = ["train"] * 9 + ["test", "ood", "ood"]
+    path = save_tasks(tmp_path / "t.h5", torch.from_numpy(f), u, params, split,
+                      pde="darcy", domain="[0,1]", n_modes=7, h=0.125, periodic=False)
+    tasks = load_tasks(path)
+    np.testing.assert_array_equal(tasks.f, f)
+    np.testing.assert_array_equal(tasks.u, u)
+    assert tasks.f.dtype == tasks.u.dtype == np.float32
+    assert tasks.param_names == ["a", "b"]
+    for name in params:
+        np.testing.assert_array_equal(tasks.params[name], params[name])
+    assert tasks.split.tolist() == split
+    assert tasks.attrs == dict(pde="darcy", domain="[0,1]", n_modes=7, h=0.125, periodic=False)
+    assert [type(tasks.attrs[k]) for k in ("n_modes", "h", "periodic")] == [int, float, bool]
+    assert (tasks.n_systems, tasks.n_pairs, tasks.grid_shape) == (12, 5, (9,))
+    assert (tasks.in_components, tasks.out_components) == (1, 2)
+
+
+@pytest.mark.parametrize("S, n_test", [(1, 1), (5, 1), (12, 1), (25, 2), (100, 10)])
+def test_default_split_is_last_tenth(tmp_path, S, n_test):
+    f, u, _ = _arrays(S=S)
+    path = save_tasks(tmp_path / "t.h5", f, u)
+    with h5py.File(path) as h5:
+        assert "split" not in h5 and "params" not in h5
+    tasks = load_tasks(path)
+    assert tasks.split.tolist() == ["train"] * (S - n_test) + ["test"] * n_test
+    assert tasks.params == {} and tasks.attrs == {}
+    np.testing.assert_array_equal(default_split(S), tasks.split)
+
+
+@pytest.mark.parametrize("grid", [(6, 5), (4, 3, 5)])
+def test_multidimensional_grids(tmp_path, grid):
+    f, u, params = _arrays(grid=grid)
+    tasks = load_tasks(save_tasks(tmp_path / "t.h5", f, u, params))
+    assert tasks.grid_shape == grid
+
+
+def test_select_keeps_order_and_attrs():
+    f, u, params = _arrays()
+    split = ["test", "train", "ood", "train"] * 3
+    tasks = TaskSet(f, u, params, split, {"pde": "x"})
+    sub = tasks.select("train", "ood")
+    idx = [i for i, s in enumerate(split) if s != "test"]
+    np.testing.assert_array_equal(sub.f, f[idx])
+    np.testing.assert_array_equal(sub.params["b"], params["b"][idx])
+    assert sub.split.tolist() == [split[i] for i in idx] and sub.attrs == {"pde": "x"}
+    np.testing.assert_array_equal(tasks.indices("ood"), [2, 6, 10])
+    with pytest.raises(ValueError, match="split names"):
+        tasks.select("val")
+
+
+def _write(path, f=None, u=None, params=None, split=None):
+    with h5py.File(path, "w") as h5:
+        for name, value in (("f", f), ("u", u)):
+            if value is not None:
+                h5.create_dataset(name, data=value)
+        if isinstance(params, dict):
+            for name, value in params.items():
+                h5.create_dataset(f"params/{name}", data=value)
+        elif params is not None:
+            h5.create_dataset("params", data=params)
+        if split is not None:
+            h5.create_dataset("split", data=split)
+    return path
+
+
+def _bad_files():
+    f, u, params = _arrays()
+    nan_f, inf_u = f.copy(), u.copy()
+    nan_f[3, 1, 0, 4] = np.nan
+    inf_u[0, 0, 1, 0] = np.inf
+    huge = f.astype(np.float64)
+    huge[0, 0, 0, 0] = 1e300  # finite in float64, inf in float32
+    return {
+        "missing f": (dict(u=u), "missing dataset"),
+        "missing u": (dict(f=f), r"missing dataset\(s\) \['u'\]"),
+        "pair count": (dict(f=f, u=u[:, :4]), "must be shaped"),
+        "grid": (dict(f=f, u=u[..., :8]), "must be shaped"),
+        "rank too low": (dict(f=f[..., 0], u=u[..., 0]), "1-3 D grid"),
+        "rank too high": (dict(f=f.reshape(12, 5, 1, 9, 1, 1, 1), u=u.reshape(12, 5, 2, 9, 1, 1, 1)),
+                          "1-3 D grid"),
+        "nan": (dict(f=nan_f, u=u), "f has 1 non-finite"),
+        "inf": (dict(f=f, u=inf_u), "u has 1 non-finite"),
+        "overflow": (dict(f=huge, u=u), "non-finite"),
+        "params shape": (dict(f=f, u=u, params={"b": params["b"][:, :4]}), r"params\['b'\]"),
+        "params nan": (dict(f=f, u=u, params={"b": np.full((12, 9), np.nan)}), r"params\['b'\]"),
+        "params not group": (dict(f=f, u=u, params=params["b"]), "must be a group"),
+        "split value": (dict(f=f, u=u, split=["train"] * 11 + ["val"]), r"\['val'\]"),
+        "split length": (dict(f=f, u=u, split=["train"] * 11), "split has shape"),
+        "split numbers": (dict(f=f, u=u, split=np.zeros(12)), "must hold strings"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_files()))
+def test_bad_files_raise_value_error_naming_file(tmp_path, case):
+    content, message = _bad_files()[case]
+    path = _write(tmp_path / "bad_file.h5", **content)
+    with pytest.raises(ValueError, match=message) as err:
+        load_tasks(path)
+    assert "bad_file.h5" in str(err.value)
+
+
+def test_not_hdf5_and_missing_file(tmp_path):
+    path = tmp_path / "text.h5"
+    path.write_text("not hdf5")
+    with pytest.raises(ValueError, match="text.h5.*not a readable HDF5"):
+        load_tasks(path)
+    with pytest.raises(FileNotFoundError):
+        load_tasks(tmp_path / "absent.h5")
+
+
+def test_save_validates_before_writing(tmp_path):
+    f, u, _ = _arrays()
+    f[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        save_tasks(tmp_path / "t.h5", f, u)
+    assert not (tmp_path / "t.h5").exists()
+    with pytest.raises(ValueError, match="attribute 'grid'"):
+        save_tasks(tmp_path / "t.h5", u, u, grid=[1, 2])
