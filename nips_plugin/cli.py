@@ -1,0 +1,159 @@
+"""The ``nips-plugin`` command: parse arguments and call the library (no logic of its own).
+
+    nips-plugin benchmark [--preset darcy|elasticity|tiny | --data TASKS.h5] [--models ...]
+                          [--epochs N] [--device cpu|cuda] [--out DIR] [--seed S] [--force]
+    nips-plugin train --config NAME [--model NAME] [--model.KEY VALUE ...] [--epochs N]
+                      [--resume] [--force] [--mixed-precision]      (also under torchrun)
+    nips-plugin scaling --models ... --grids 21,41,81 --batch B --device cpu|cuda
+    nips-plugin interpret --run DIR [--system K]
+"""
+
+import argparse
+import os
+import sys
+import warnings
+
+from .training.run import UserError
+
+
+def _csv(text):
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _benchmark(args):
+    from .training.benchmark import results_table, run_benchmark
+    results = run_benchmark(preset=args.preset, data=args.data, models=_csv(args.models),
+                            epochs=args.epochs, device=args.device, out=args.out, seed=args.seed,
+                            force=args.force, progress=not args.quiet)
+    print(results_table(results))
+    print(f"results, checkpoints and plots in {args.out}")
+
+
+def _overrides(extra):
+    """``--key value`` / ``--key=value`` pairs into a flat dict for zencfg."""
+    out, i = {}, 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--"):
+            raise UserError(f"unexpected argument {arg!r} (expected --key value)")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+        else:
+            if i + 1 >= len(extra):
+                raise UserError(f"{arg} needs a value")
+            key, value = arg[2:], extra[i + 1]
+            i += 1
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def _train(args, extra):
+    import torch.distributed as dist
+    from .training.configs import make_train_config
+    from .training.run import load_data, prepare_dir, train_run
+
+    try:
+        config = make_train_config(args.config, _overrides(extra))
+    except ValueError as err:
+        raise UserError(str(err).splitlines()[0] + " " + " ".join(str(err).splitlines()[1:2])) from err
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
+        if config.device.startswith("cuda"):
+            config.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    main = not distributed or dist.get_rank() == 0
+    if main:
+        prepare_dir(config.out, force=args.force, resume=args.resume)
+    if distributed:
+        dist.barrier()
+    data = config.data
+    tasks = load_data(data.preset, data.path, data.resolution, seed=config.seed, progress=main)
+    model = config.model.to_dict()
+    model.pop("_config_name")
+    name = model.pop("model_arch")
+    run = train_run(name, tasks, config.out, n_pairs=data.n_pairs, n_queries=data.n_queries,
+                    batch_size=data.batch_size, n_test_samples_per_system=data.n_test_samples_per_system,
+                    epochs=config.epochs, device=config.device, seed=config.seed, lr=config.opt.lr,
+                    weight_decay=config.opt.weight_decay, model_overrides=model, resume=args.resume,
+                    mixed_precision=args.mixed_precision or config.mixed_precision,
+                    distributed=distributed, progress=main and not args.quiet)
+    if main:
+        last = run["history"][-1] if run["history"] else {}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "epoch")
+        print(f"{name}: {len(run['history'])} epochs; {shown}; run folder {config.out}")
+    if distributed:
+        dist.destroy_process_group()
+
+
+def _scaling(args):
+    from .training.scaling import scaling_main
+    scaling_main(args)
+
+
+def _interpret(args):
+    from .interpret.figures import interpret_run
+    result = interpret_run(args.run, system=args.system, out=args.out)
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="nips-plugin", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("benchmark", help="train models side by side and print a table")
+    source = bench.add_mutually_exclusive_group()
+    source.add_argument("--preset", default="darcy", help="darcy (default), elasticity or tiny")
+    source.add_argument("--data", default=None, help="a task file (HDF5) instead of a preset")
+    bench.add_argument("--models", default="nips,nao,linear_nao,fno,tfno")
+    bench.add_argument("--epochs", type=int, default=None, help="epochs per model (default: the preset's)")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--out", default="runs/benchmark")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    train = sub.add_parser("train", help="train one model from a shipped config (zencfg overrides allowed)",
+                           epilog="Overrides: --model fno --model.hidden_channels 32 --opt.lr 1e-3 "
+                                  "--data.n_pairs 20 --epochs 10 --out DIR --device cuda --seed 1")
+    train.add_argument("--config", default="darcy", help="darcy, elasticity or tiny")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    train.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    train.add_argument("--mixed-precision", action="store_true", help="autocast the training forward")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    from .training.scaling import add_scaling_arguments
+    add_scaling_arguments(sub.add_parser("scaling", help="time and memory per model and grid"))
+
+    interp = sub.add_parser("interpret", help="kernels, Green's functions and recovered hidden fields")
+    interp.add_argument("--run", required=True, help="a model folder of a benchmark or train run")
+    interp.add_argument("--system", type=int, default=0, help="which unseen system")
+    interp.add_argument("--out", default=None, help="figure folder (default: RUN/interpret)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    # the Trainer passes whole batches to FNO, which warns about the extra keys each step
+    warnings.filterwarnings("ignore", message=r".*received unexpected keyword arguments.*")
+    try:
+        if args.command == "benchmark":
+            _benchmark(args)
+        elif args.command == "train":
+            _train(args, extra)
+        elif args.command == "scaling":
+            _scaling(args)
+        else:
+            _interpret(args)
+    except UserError as err:
+        print(f"nips-plugin {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nips-plugin {args.command}: interrupted (checkpoints up to the last finished epoch are kept; "
+              f"use --resume to continue a train run)", file=sys.stderr)
+        return 130
+    return 0

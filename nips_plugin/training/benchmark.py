@@ -1,0 +1,187 @@
+"""Train NIPS, NAO, LinearNAO, FNO and TFNO side by side on the same data and report.
+
+Every model is trained by :func:`~nips_plugin.training.run.train_run` on the
+same tasks, the same training draws and test batches (same seed), with the
+same loss and neuraloperator Trainer, for the same number of epochs. Reported
+errors are the mean relative L2 error per query function on unseen systems,
+in physical units, of the model after its last epoch (no selection on test
+data). ``fno_oracle`` (FNO given the hidden field and the query input) is the
+reference for what knowing the physics buys.
+
+Output folder::
+
+    out/results.json   {"preset", "device", "rows": [...], ...}
+    out/results.md     the table
+    out/<model>/       each model's run folder (checkpoint, data processor, config, history)
+    out/learning_curves.png, out/predictions.png
+"""
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from neuralop.utils import count_model_params
+
+from ..compat import patch_spectral_conv
+from ..data.loaders import QueryRelL2Loss
+from .run import UserError, check_sampling, load_data, prepare_dir, train_run
+from .trainer import write_json
+from .zoo import IN_CONTEXT_MODELS, MODELS
+
+DEFAULT_MODELS = ("nips", "nao", "linear_nao", "fno", "tfno")
+
+#: benchmark settings per preset: sampling and training budget (the default fits
+#: 10 minutes on 2 CPU cores for the five models plus the oracle row)
+PRESET_SETTINGS = {
+    "darcy": dict(n_pairs=40, n_queries=20, batch_size=8, epochs=12),
+    "elasticity": dict(n_pairs=30, n_queries=20, batch_size=8, epochs=12),
+    "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, epochs=2),
+    "file": dict(n_pairs=40, n_queries=10, batch_size=8, epochs=12),
+}
+
+COLUMNS = [("model", "model"), ("params", "params"), ("id_rel_l2", "id rel L2"),
+           ("ood_rel_l2", "OOD rel L2"), ("ctx_rel_l2", "context rel L2"),
+           ("sec_per_epoch", "s/epoch"), ("peak_mem_mb", "peak MB"), ("epochs", "epochs")]
+
+
+def machine_description(device):
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+@torch.no_grad()
+def context_reconstruction_error(model, processor, loader, layout):
+    """The papers' metric: mean relative L2 error of reconstructing the context responses
+    from the context inputs (q = 0), physical units, over a test loader."""
+    d, cf, cu = layout.n_pairs, layout.in_components, layout.out_components
+    metric = QueryRelL2Loss(out_components=cu)
+    device = next(model.parameters()).device
+    errors = []
+    for batch in loader:
+        u_ctx = batch["x"][:, d * cf:d * (cf + cu)].to(device)
+        sample = processor.preprocess({"x": batch["x"].clone(), "y": batch["y"].clone()})
+        x_ctx = sample["x"][:, :d * (cf + cu)]
+        out = model(x_ctx)
+        scale = processor.sigma_u.to(device).repeat(d).view(1, -1, *[1] * (out.ndim - 2))
+        errors.append(metric.per_function(out * scale, u_ctx))
+    return torch.cat(errors).mean().item()
+
+
+def train_step_memory_mb(model, processor, loader, device):
+    """Peak memory of one training step (forward, loss, backward) of ``model`` on one batch."""
+    from .profiling import peak_memory_mb
+    batch = next(iter(loader))
+    sample = processor.preprocess({"x": batch["x"].clone(), "y": batch["y"].clone()})
+    loss = QueryRelL2Loss(out_components=processor.layout.out_components)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        loss(model(sample["x"]), sample["y"]).backward()
+
+    return peak_memory_mb(step, device)
+
+
+def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None, device="cpu",
+                  out="runs/benchmark", seed=0, force=False, oracle=True, progress=True,
+                  **overrides):
+    """Train and compare models; write results (see module docstring).
+
+    Parameters
+    ----------
+    preset : str
+        Generated data preset (``darcy``, ``elasticity``, ``tiny``); ignored with ``data``.
+    data : str, optional
+        A task file instead of a preset.
+    models : sequence of str
+        Models to compare (see :data:`nips_plugin.training.zoo.MODELS`).
+    epochs : int, optional
+        Epochs for every model (default: the preset's budget).
+    device : str
+    out : str
+        Output folder (refused if it exists and is not empty, unless ``force``).
+    seed : int
+        Data draws, initialisation and test batches; the same seed gives the same numbers.
+    oracle : bool
+        Add the ``fno_oracle`` row when the tasks have hidden fields.
+    **overrides
+        ``n_pairs``, ``n_queries``, ``batch_size``, ``n_test_samples_per_system``.
+
+    Returns
+    -------
+    dict
+        What ``results.json`` holds.
+    """
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; expected some of {', '.join(MODELS)}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available")
+    settings = dict(PRESET_SETTINGS["file" if data else preset] if (data or preset in PRESET_SETTINGS)
+                    else PRESET_SETTINGS["darcy"])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if epochs is not None:
+        settings["epochs"] = epochs
+    tasks = load_data(preset, data, seed=seed, progress=progress)
+    check_sampling(tasks, settings["n_pairs"], settings["n_queries"])
+    out = prepare_dir(out, force=force)
+    patch_spectral_conv()  # FNO/TFNO exact on odd grids (neuraloperator 2.0.0 bug)
+
+    names = list(models) + (["fno_oracle"] if oracle and tasks.params and "fno_oracle" not in models else [])
+    rows, runs = [], {}
+    for name in names:
+        if progress:
+            print(f"[benchmark] training {name} ({names.index(name) + 1}/{len(names)})", flush=True)
+        run = train_run(name, tasks, out / name, device=device, seed=seed, progress=progress,
+                        **settings)
+        model, processor, history = run["model"], run["processor"], run["history"]
+        model.eval()
+        final = history[-1]
+        row = {
+            "model": name,
+            "params": count_model_params(model),
+            "id_rel_l2": final.get("id_rel_l2"),
+            "ood_rel_l2": final.get("ood_rel_l2"),
+            "ctx_rel_l2": (context_reconstruction_error(model, processor, run["test_loaders"]["id"],
+                                                        processor.layout)
+                           if name in IN_CONTEXT_MODELS else None),
+            "sec_per_epoch": float(np.mean([h["seconds"] for h in history])),
+            "peak_mem_mb": train_step_memory_mb(model, processor, run["test_loaders"]["id"], device),
+            "epochs": len(history),
+        }
+        rows.append(row)
+        runs[name] = run
+        if progress:
+            print("[benchmark] " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+
+    results = {"preset": Path(data).name if data else preset, "device": str(device),
+               "machine": machine_description(device), "seed": seed,
+               "settings": settings, "grid_shape": list(tasks.grid_shape), "rows": rows}
+    write_json(results, out / "results.json")
+    (out / "results.md").write_text(results_table(results))
+    from .plots import plot_learning_curves, plot_predictions
+    plot_learning_curves(runs, out / "learning_curves.png")
+    plot_predictions(runs, out / "predictions.png")
+    return results
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if v < 10 else f"{v:.1f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def results_table(results):
+    """The results as a Markdown table with a header line naming data, device and machine."""
+    head = (f"Benchmark `{results['preset']}` on {results['device']} ({results['machine']}), "
+            f"seed {results['seed']}, grid {'x'.join(map(str, results['grid_shape']))}, "
+            f"d={results['settings']['n_pairs']} context pairs, q={results['settings']['n_queries']} queries.\n"
+            "Errors: mean relative L2 per query function on unseen systems (physical units).\n\n")
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|" + "---|" * len(COLUMNS)]
+    for row in results["rows"]:
+        lines.append("| " + " | ".join(_fmt(row.get(key)) for key, _ in COLUMNS) + " |")
+    return head + "\n".join(lines) + "\n"
