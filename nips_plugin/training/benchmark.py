@@ -34,10 +34,10 @@ DEFAULT_MODELS = ("nips", "nao", "linear_nao", "fno", "tfno")
 #: benchmark settings per preset: sampling and training budget (the default fits
 #: 10 minutes on 2 CPU cores for the five models plus the oracle row)
 PRESET_SETTINGS = {
-    "darcy": dict(n_pairs=40, n_queries=20, batch_size=8, epochs=12),
-    "elasticity": dict(n_pairs=30, n_queries=20, batch_size=8, epochs=12),
+    "darcy": dict(n_pairs=40, n_queries=10, batch_size=16, epochs=6),
+    "elasticity": dict(n_pairs=30, n_queries=10, batch_size=16, epochs=6),
     "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, epochs=2),
-    "file": dict(n_pairs=40, n_queries=10, batch_size=8, epochs=12),
+    "file": dict(n_pairs=40, n_queries=10, batch_size=16, epochs=6),
 }
 
 COLUMNS = [("model", "model"), ("params", "params"), ("id_rel_l2", "id rel L2"),

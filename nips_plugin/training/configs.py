@@ -18,18 +18,21 @@ class ModelConfig(ConfigBase):
     model_arch: str = "nips"
 
 
+# In-context models: one attention layer + the kernel layer. The papers use 4
+# layers; within the benchmark's CPU budget (a few hundred optimiser steps) the
+# shallow model reaches lower errors (measured on the Darcy preset; see README).
 class NIPS(ModelConfig):
     model_arch: str = "nips"
-    n_layers: int = 4
-    n_heads: int = 2
+    n_layers: int = 2
+    n_heads: int = 1
     qk_channels: int = 32
     n_modes: int = 12
 
 
 class NAO(ModelConfig):
     model_arch: str = "nao"
-    n_layers: int = 4
-    n_heads: int = 2
+    n_layers: int = 2
+    n_heads: int = 1
     qk_channels: int = 32
 
 
@@ -100,9 +103,9 @@ CONFIGS = {"darcy": Darcy, "elasticity": Elasticity, "tiny": Tiny}
 
 #: tuned optimiser settings per model (AdamW, cosine decay)
 OPTIMIZER_DEFAULTS = {
-    "nips": dict(lr=3e-3, weight_decay=1e-5),
-    "nao": dict(lr=3e-3, weight_decay=1e-5),
-    "linear_nao": dict(lr=3e-3, weight_decay=1e-5),
+    "nips": dict(lr=1e-2, weight_decay=1e-5),
+    "nao": dict(lr=1e-2, weight_decay=1e-5),
+    "linear_nao": dict(lr=1e-2, weight_decay=1e-5),
     "fno": dict(lr=3e-3, weight_decay=1e-4),
     "tfno": dict(lr=3e-3, weight_decay=1e-4),
 }
