@@ -21,6 +21,8 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
         assert row["epochs"] == 2 and row["params"] > 0 and row["sec_per_epoch"] > 0
         assert 0 < row["id_rel_l2"] < 10 and 0 < row["ood_rel_l2"] < 10
         assert (row["ctx_rel_l2"] is None) == (row["model"] in ("fno", "fno_oracle"))
+        # zero-shot super-resolution: the same unseen systems on a 13x13 grid
+        assert 0 < row["superres_rel_l2"]["13"] < 10
     for name in ("nips", "fno", "fno_oracle"):
         for f in ("config.json", "data_processor.pt", "model_state_dict.pt", "history.json"):
             assert (out / name / f).exists()
