@@ -6,5 +6,6 @@ from a config whose ``model.model_arch`` names them.
 """
 from .layers.context import pack_context, unpack_context, pack_responses, unpack_responses
 from .models import NIPS, NAO, LinearNAO
+from .interpret.predictor import InContextPredictor
 
 __version__ = "0.1.0"

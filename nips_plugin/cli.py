@@ -11,7 +11,6 @@
 import argparse
 import os
 import sys
-import warnings
 
 from .training.run import UserError
 
@@ -138,8 +137,6 @@ def main(argv=None):
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "train":
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
-    # the Trainer passes whole batches to FNO, which warns about the extra keys each step
-    warnings.filterwarnings("ignore", message=r".*received unexpected keyword arguments.*")
     try:
         if args.command == "benchmark":
             _benchmark(args)

@@ -19,6 +19,7 @@ changing how it trains:
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -170,7 +171,10 @@ def fit(model, data_processor, train_loader, test_loaders, run_dir, epochs, lr, 
                          eval_interval=1, verbose=False, run_dir=run_dir, progress=progress)
     loss = QueryRelL2Loss(out_components=out_components)
     checkpoint_dir = run_dir / "checkpoint"
-    trainer.train(train_loader, test_loaders, optimizer, scheduler, training_loss=loss,
-                  eval_losses={"rel_l2": loss}, save_every=1, save_dir=checkpoint_dir,
-                  resume_from_dir=checkpoint_dir if resume else None)
+    with warnings.catch_warnings():
+        # the Trainer passes whole batches (y, hidden, system) to FNO, which warns every step
+        warnings.filterwarnings("ignore", message=r".*received unexpected keyword arguments.*")
+        trainer.train(train_loader, test_loaders, optimizer, scheduler, training_loss=loss,
+                      eval_losses={"rel_l2": loss}, save_every=1, save_dir=checkpoint_dir,
+                      resume_from_dir=checkpoint_dir if resume else None)
     return trainer
