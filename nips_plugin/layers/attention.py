@@ -1,9 +1,12 @@
 """Nonlocal attention blocks shared by NIPS, NAO and LinearNAO.
 
-Layout. Tokens are kept channel-first, ``J`` of shape ``[B, d, T]`` (``d``
-features per token, ``T`` tokens), which is the packed data's own layout
-(pair-major channels over the grid): no transposes between the data, the
-FFTs and the matmuls. Projections produce ``[B, H*dk, T]`` (heads stacked).
+Layout. The residual stream of tokens is token-major, ``J`` of shape
+``[B, T, d]`` (``T`` tokens, ``d`` features), so that the LayerNorms over
+features and the residual sums run on contiguous memory. Queries and keys are
+channel-first, ``[B, H*dk, T]`` (heads stacked), which is what the Fourier
+filter transforms (grid dimensions last); functions here take channel-first
+token views ``[B, d, T]`` (``J.mT``, no copy: the batched matmuls read either
+layout).
 
 With queries ``q`` ``[B, H*dk, T_q]``, keys ``k`` ``[B, H*dk, T_k]`` and values
 ``v`` ``[B, d_v, T_k]``, both attention forms compute
@@ -11,9 +14,10 @@ With queries ``q`` ``[B, H*dk, T_q]``, keys ``k`` ``[B, H*dk, T_k]`` and values
 .. math:: \\mathrm{out}[:, t] = s \\sum_h \\sum_{t'} v[:, t']\\, k_h[:, t']^\\top q_h[:, t],
 
 the un-normalised (softmax-free) attention of NAO/NIPS, where ``s`` carries the
-quadrature weight and ``1/sqrt(dk)``. :func:`linear_attention` contracts keys
-with values first (cost ``O(T H dk d_v)``, never a ``T x T`` matrix);
-:func:`quadratic_attention` forms ``A = q^T k`` (``O(T^2)``), as NAO does.
+quadrature weight and ``1/sqrt(dk)``. :func:`nonlocal_attention` contracts keys
+with values first (cost linear in ``T``, never a ``T x T`` matrix) or, for
+NAO, forms ``A = q^T k`` (:func:`quadratic_attention`, ``O(T^2)``); either
+returns ``out`` token-major, ``[B, T_q, d_v]``.
 """
 
 import math
@@ -25,42 +29,139 @@ import torch.nn.functional as F
 from .fourier_kernel import SharedSpectralFilter
 
 
-def linear_attention(q, k, v, scale, n_heads):
-    """Linear-order attention ``out = s * sum_h (v k_h^T) q_h``.
+def _bmm_like(a, b, like, add=None):
+    """``a @ b (+ add)`` (``[B, m, k] @ [B, k, T]``, ``add`` broadcastable to ``[B, m, T]``)
+    stored like ``like`` ``[B, m, T]``: token-major when ``like`` is a transposed view of
+    token-major tokens. Gradients computed this way keep the layout of their tensor, so
+    autograd sums them without strided copies."""
+    if like.stride(-1) != 1:
+        return (torch.bmm(b.mT, a.mT) if add is None else torch.baddbmm(add.mT, b.mT, a.mT)).mT
+    return torch.bmm(a, b) if add is None else torch.baddbmm(add, a, b)
+
+
+class _Gram(torch.autograd.Function):
+    """Gram matrix and row sums of ``x`` ``[B, d, T]``: ``(x x^T, x 1)``. The backward
+    ``(g + g^T) x + g_s 1^T`` is one batched matmul where autograd would run two (one
+    per operand), and comes out in ``x``'s layout."""
+
+    @staticmethod
+    def forward(x):
+        return torch.bmm(x, x.mT), x.sum(-1, keepdim=True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad, grad_sum):
+        (x,) = ctx.saved_tensors
+        # under autocast grad has the forward's reduced precision: match it, return x's dtype
+        return _bmm_like(grad + grad.mT, x.to(grad.dtype), x, add=grad_sum.to(grad.dtype)).to(x.dtype)
+
+
+class _LayoutBmm(torch.autograd.Function):
+    """``torch.bmm(a, b)`` whose input gradients keep the memory layout of ``a`` and ``b``.
+
+    Autograd's own come out contiguous in the operand's shape: for a transposed
+    view (channel-first view of token-major tokens, or the token-major view of
+    channel-first queries) that is a gradient in the other layout, which costs a
+    transposed copy where it meets the others (residual sum, FFT input)."""
+
+    @staticmethod
+    def forward(a, b):
+        return torch.bmm(a, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        grad_a = grad_b = None
+        # under autocast grad has the forward's reduced precision: match it, return input dtypes
+        if ctx.needs_input_grad[0]:
+            grad_a = _bmm_like(grad, b.to(grad.dtype).mT, a).to(a.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_b = _bmm_like(a.to(grad.dtype).mT, grad, b).to(b.dtype)
+        return grad_a, grad_b
+
+
+def value_key_product(v, key_tokens, key):
+    """``v K^T`` ``[B, d_v, H*dk]`` for the keys ``K = key(key_tokens)`` ``[B, H*dk, T]``.
+
+    With ``K = W J + b`` (``J`` the key tokens, ``d`` features),
+    ``v K^T = (v J^T) W^T + (v 1) b^T``. That order never forms ``K`` and needs
+    ``d_v d`` instead of ``H dk (d + d_v)`` multiply-adds per token (forward, and
+    likewise backward); it is used when it is the cheaper one, e.g. the
+    intermediate layers' ``d_v = d < 2 H dk``, where ``v`` is ``J`` itself and
+    ``J J^T`` a Gram matrix.
+
+    Parameters
+    ----------
+    v : torch.Tensor ``[B, d_v, T]``
+    key_tokens : torch.Tensor ``[B, d, T]``
+    key : TokenLinear
+        One group.
+
+    Returns
+    -------
+    torch.Tensor ``[B, d_v, H*dk]``
+    """
+    d, dv = key_tokens.shape[1], v.shape[1]
+    weight, bias = key.weight[0], key.bias[0]                    # [H*dk, d], [H*dk, 1]
+    if dv * d < weight.shape[0] * (d + dv):
+        if v is key_tokens:
+            vj, v_sum = _Gram.apply(v)                           # [B, d, d], [B, d, 1]
+        else:
+            vj, v_sum = torch.bmm(v, key_tokens.mT), v.sum(-1, keepdim=True)
+        return torch.matmul(vj, weight.T) + v_sum * bias.T
+    return torch.bmm(v, key(key_tokens).mT)
+
+
+def nonlocal_attention(q, key_tokens, v, key, scale, order="linear"):
+    """Un-normalised attention ``out = s * sum_h (v K_h^T) q_h`` with keys ``K = key(key_tokens)``.
+
+    Heads are stacked along the ``H*dk`` rows of ``q`` and ``K``, so one
+    contraction over ``H*dk`` sums them.
 
     Parameters
     ----------
     q : torch.Tensor ``[B, H*dk, T_q]``
-    k : torch.Tensor ``[B, H*dk, T_k]``
+    key_tokens : torch.Tensor ``[B, d, T_k]``
     v : torch.Tensor ``[B, d_v, T_k]``
+    key : TokenLinear
     scale : float
-    n_heads : int
+    order : {"linear", "quadratic"}
+        ``"linear"``: ``(v K^T) q``, cost ``O(T)`` (see :func:`value_key_product`);
+        ``"quadratic"``: :func:`quadratic_attention` (NAO).
 
     Returns
     -------
-    torch.Tensor ``[B, d_v, T_q]``
+    torch.Tensor ``[B, T_q, d_v]``
+        Token-major.
     """
-    B, hdk, _ = k.shape
-    dv = v.shape[1]
-    kv = torch.matmul(k.view(B, n_heads, hdk // n_heads, -1), v.transpose(1, 2).unsqueeze(1))
-    # scale the small [B, H, dk, dv] factor, then lay it out as [B, dv, H*dk] so that
-    # all heads are summed by one matmul
-    vk = (scale * kv).permute(0, 3, 1, 2).reshape(B, dv, hdk)
-    return torch.matmul(vk, q)
+    if order == "quadratic":
+        return quadratic_attention(q, key(key_tokens), v, scale)
+    vk = scale * value_key_product(v, key_tokens, key)            # small
+    # token-major output; the gradient of q stays channel-first for the Fourier filter
+    return _LayoutBmm.apply(q.mT, vk.mT)
 
 
 def attention_matrix(q, k, scale):
     """The explicit head-summed attention ``A = s * sum_h q_h^T k_h``, ``[B, T_q, T_k]``."""
-    return scale * torch.matmul(q.transpose(1, 2), k)
+    # scale the small factor, so that only one T_q x T_k tensor is ever formed
+    return torch.bmm((scale * q).mT, k)
 
 
-def quadratic_attention(q, k, v, scale, n_heads=None):
-    """Quadratic-order attention (NAO): ``A = s q^T k`` then ``out = v A^T``; same result
-    as :func:`linear_attention` at ``O(T_q T_k)`` memory."""
-    return torch.matmul(v, attention_matrix(q, k, scale).transpose(1, 2))
+def quadratic_attention(q, k, v, scale):
+    """Quadratic-order attention (NAO): ``A = s q^T k`` then ``out = A v^T`` ``[B, T_q, d_v]``,
+    the linear order's result at ``O(T_q T_k)`` memory; ``A`` is the only
+    ``T_q x T_k`` tensor kept for the backward pass."""
+    return torch.bmm(attention_matrix(q, k, scale), v.mT)
 
 
-ATTENTION = {"linear": linear_attention, "quadratic": quadratic_attention}
+ORDERS = ("linear", "quadratic")
 
 
 class TokenLinear(nn.Module):
@@ -83,20 +184,56 @@ class TokenLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(groups, out_features, in_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(groups, out_features, 1).uniform_(-bound, bound))
 
+    def project(self, x):
+        """The weight alone, ``W x`` (no bias), ``[B, (G,) in, T] -> [B, G*out, T]``."""
+        if self.groups == 1:
+            # torch.matmul would fold the batch of a transposed view of x, i.e. copy it
+            return _LayoutBmm.apply(self.weight[0].expand(x.shape[0], -1, -1), x)
+        return torch.matmul(self.weight, x).flatten(1, 2)
+
     def forward(self, x):
         if self.groups == 1:
-            return torch.matmul(self.weight[0], x) + self.bias[0]
-        B, G, _, T = x.shape
-        return (torch.matmul(self.weight, x) + self.bias).reshape(B, -1, T)
+            return self.project(x) + self.bias[0]
+        return (torch.matmul(self.weight, x) + self.bias).flatten(1, 2)
 
 
-def feature_layer_norm(x, norm):
-    """Apply ``nn.LayerNorm`` ``norm`` over the feature dimension of ``[B, d, T]`` tokens."""
-    return norm(x.transpose(1, 2)).transpose(1, 2)
+def filtered_queries(tokens, grid_shape, spectral_filter, query, n_sources=None):
+    """Queries ``W_Q F(J) + b`` of tokens ``J`` with a :class:`SharedSpectralFilter` ``F``.
+
+    ``F`` acts on every channel alike, so ``W_Q F(J) = F(W_Q J)``: with one
+    filter group and fewer query channels than features, the projection runs
+    first and only the projected channels are transformed (the bias is added
+    after the filter, which does not preserve constants).
+
+    Parameters
+    ----------
+    tokens : torch.Tensor ``[B, d, C*N]``
+        Channel-first (view) of ``J``.
+    grid_shape : tuple of int
+    spectral_filter : SharedSpectralFilter
+    query : TokenLinear
+        With ``spectral_filter.groups`` groups.
+    n_sources : int, optional
+        Passed to the filter (filter-and-sum of blocks).
+
+    Returns
+    -------
+    torch.Tensor ``[B, H*dk, C_out*N]``
+    """
+    B, d, _ = tokens.shape
+    groups = spectral_filter.groups
+    if groups == 1 and query.weight.shape[1] < d:
+        p = query.project(tokens)
+        q = spectral_filter(p.view(B, p.shape[1], -1, *grid_shape), n_sources=n_sources)
+        return q.reshape(B, p.shape[1], -1) + query.bias[0]
+    Jq = spectral_filter(tokens.reshape(B, d, -1, *grid_shape), n_sources=n_sources)  # [B, d, G*C_out, *grid]
+    if groups > 1:
+        return query(Jq.view(B, d, groups, -1).transpose(1, 2))
+    return query(Jq.reshape(B, d, -1))
 
 
 class SlabNorm(nn.Module):
-    """Input normalisation ``LN_0`` over the whole ``[d, T]`` token slab of each sample.
+    """Input normalisation ``LN_0`` over the whole ``[T, d]`` token slab of each sample.
 
     Parameters
     ----------
@@ -111,6 +248,7 @@ class SlabNorm(nn.Module):
 
     def __init__(self, n_features, n_tokens=None, eps=1e-5):
         super().__init__()
+        # stored [d, T] (the layout of the first checkpoints); applied to token-major input
         shape = (n_features,) if n_tokens is None else (n_features, n_tokens)
         self.weight = nn.Parameter(torch.ones(shape))
         self.bias = nn.Parameter(torch.zeros(shape))
@@ -118,15 +256,15 @@ class SlabNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
+        """Normalise token-major ``x`` ``[B, T, d]``."""
         if self.n_tokens is None:
-            # one group over (d, T) with a per-channel affine is exactly this norm
-            return F.group_norm(x, 1, self.weight, self.bias, self.eps)
-        if x.shape[-1] != self.n_tokens:
+            return torch.addcmul(self.bias, F.layer_norm(x, tuple(x.shape[1:]), eps=self.eps), self.weight)
+        if x.shape[1] != self.n_tokens:
             raise ValueError(
                 f"this model's input normalisation has a per-token affine for {self.n_tokens} "
-                f"tokens (a fixed grid), got {x.shape[-1]} tokens: use the grid it was built for"
+                f"tokens (a fixed grid), got {x.shape[1]} tokens: use the grid it was built for"
             )
-        return F.layer_norm(x, tuple(x.shape[1:]), self.weight, self.bias, self.eps)
+        return F.layer_norm(x, tuple(x.shape[1:]), self.weight.T, self.bias.T, self.eps)
 
 
 class NonlocalAttentionLayer(nn.Module):
@@ -161,18 +299,18 @@ class NonlocalAttentionLayer(nn.Module):
         self.query = TokenLinear(n_features, n_heads * qk_channels // groups, groups=groups)
         self.key = TokenLinear(n_features, n_heads * qk_channels)
         self.norm = nn.LayerNorm(n_features)
-        self.attend = ATTENTION[attention]
+        if attention not in ORDERS:
+            raise ValueError(f"attention must be one of {ORDERS}, got {attention!r}")
+        self.attention = attention
 
     def forward(self, J, grid_shape, quadrature):
-        """``J`` ``[B, d, T]`` with ``T = C * prod(grid_shape)`` -> same shape."""
-        Jq = J
-        if self.filter is not None:
-            B, d, _ = J.shape
-            Jq = self.filter(J.view(B, d, -1, *grid_shape))
-            if self.filter.groups > 1:
-                Jq = Jq.view(B, d, self.filter.groups, -1).transpose(1, 2)
-            else:
-                Jq = Jq.reshape(B, d, -1)
+        """Token-major ``J`` ``[B, T, d]`` with ``T = C * prod(grid_shape)`` -> same shape."""
+        # one channel-first view for every use: their gradients (kept in this layout by
+        # _LayoutBmm and _Gram) are summed contiguously and transposed back as a view
+        tokens = J.mT
+        if self.filter is None:
+            q = self.query(tokens)
+        else:
+            q = filtered_queries(tokens, grid_shape, self.filter, self.query)
         scale = quadrature / math.sqrt(self.qk_channels)
-        out = self.attend(self.query(Jq), self.key(J), J, scale, self.n_heads)
-        return feature_layer_norm(out, self.norm) + J
+        return J + self.norm(nonlocal_attention(q, tokens, tokens, self.key, scale, self.attention))

@@ -2,6 +2,7 @@
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 def grid_points(grid_shape, low=0.0, high=1.0, device=None, dtype=None):
@@ -16,6 +17,10 @@ class CoordinateKernel(nn.Module):
     Being a function of coordinates, it is defined at any resolution (NAO's
     "continuous ``W^P``"). The MLP is the authors': Linear(2D, 32), LeakyReLU,
     Linear(32, 64), LeakyReLU, Linear(64, a*b).
+
+    The kernel matrix of an ``N``-point grid costs the MLP's activations on all
+    ``N^2`` point pairs (about 200 floats each); :meth:`contract` applies it to
+    values chunk by chunk instead, so that they are never all alive.
 
     Parameters
     ----------
@@ -36,13 +41,68 @@ class CoordinateKernel(nn.Module):
             nn.Linear(64, rows * cols),
         )
 
+    def _points(self, grid_shape):
+        w = self.layers[0].weight
+        return grid_points(grid_shape, *self.coord_range, device=w.device, dtype=w.dtype)
+
+    def _columns(self, points, targets, swap):
+        """Kernel columns of the output points ``targets`` ``[n, D]``: ``[a*N, b*n]``."""
+        N, n = points.shape[0], targets.shape[0]
+        # the first Linear acts on the concatenation [x, y]: W [x, y] + b = (W_x x + b) + W_y y,
+        # so it is applied to the N + n points and broadcast, without forming N*n edge vectors
+        first = self.layers[0]
+        D = points.shape[1]
+        w_first, w_second = first.weight[:, :D], first.weight[:, D:]
+        if swap:
+            h = (points @ w_second.T)[:, None] + torch.addmm(first.bias, targets, w_first.T)[None]
+        else:
+            h = torch.addmm(first.bias, points, w_first.T)[:, None] + (targets @ w_second.T)[None]
+        out = self.layers[1:](h).view(N, n, self.rows, self.cols)
+        return out.permute(2, 0, 3, 1).reshape(self.rows * N, self.cols * n)
+
+    def _contract_columns(self, values, points, targets, swap):
+        return torch.matmul(values, self._columns(points, targets, swap))
+
     def forward(self, grid_shape, swap=False):
         """The kernel matrix ``[a*N, b*N]``, ``W[(r, i), (c, j)] = MLP(x_i, x_j)[r*b + c]``
         (component-major, grid row-major); with ``swap`` the MLP sees ``(x_j, x_i)``."""
-        w = self.layers[0].weight
-        pts = grid_points(grid_shape, *self.coord_range, device=w.device, dtype=w.dtype)
-        N = pts.shape[0]
-        first, second = (pts[None, :, :], pts[:, None, :]) if swap else (pts[:, None, :], pts[None, :, :])
-        edges = torch.cat([first.expand(N, N, -1), second.expand(N, N, -1)], dim=-1)
-        out = self.layers(edges).view(N, N, self.rows, self.cols)
-        return out.permute(2, 0, 3, 1).reshape(self.rows * N, self.cols * N)
+        points = self._points(grid_shape)
+        return self._columns(points, points, swap)
+
+    def contract(self, values, grid_shape, swap=False, chunk_bytes=2**28):
+        """``values @ W`` without forming ``W`` (named so as not to shadow ``nn.Module.apply``).
+
+        Output points are taken in chunks whose MLP activations take about
+        ``chunk_bytes``; under autograd, with more than one chunk, each chunk is
+        recomputed in the backward pass (non-reentrant checkpoint), so training
+        keeps no ``N x N`` tensor either.
+
+        Parameters
+        ----------
+        values : torch.Tensor ``[..., a*N]``
+        grid_shape : tuple of int
+        swap : bool, default False
+            As for :meth:`forward`.
+        chunk_bytes : int, default 2**28 (256 MiB)
+
+        Returns
+        -------
+        torch.Tensor ``[..., b*N]``
+        """
+        points = self._points(grid_shape)
+        N = points.shape[0]
+        values = values.contiguous()  # one copy of a strided view, not one per chunk in matmul
+        floats_per_pair = 2 * (32 + 64) + self.rows * self.cols  # MLP activations of one pair
+        chunk = max(1, chunk_bytes // (N * floats_per_pair * points.element_size()))
+        if chunk >= N:
+            return self._contract_columns(values, points, points, swap)
+        recompute = torch.is_grad_enabled()
+        outs = []
+        for start in range(0, N, chunk):
+            targets = points[start:start + chunk]
+            if recompute:
+                out = checkpoint(self._contract_columns, values, points, targets, swap, use_reentrant=False)
+            else:
+                out = self._contract_columns(values, points, targets, swap)
+            outs.append(out.unflatten(-1, (self.cols, -1)))
+        return torch.cat(outs, -1).flatten(-2)

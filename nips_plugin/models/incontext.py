@@ -11,9 +11,10 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from ..layers.attention import (ATTENTION, NonlocalAttentionLayer, SlabNorm, TokenLinear,
-                                attention_matrix)
+from ..layers.attention import (NonlocalAttentionLayer, SlabNorm, TokenLinear, attention_matrix,
+                                nonlocal_attention)
 from ..layers.context import ContextLayout
 
 
@@ -21,7 +22,7 @@ def quadrature_weight(grid_shape):
     """Cell volume ``Delta = prod_i 1/(n_i - 1)`` of a node grid on the unit cube."""
     if min(grid_shape) < 2:
         raise ValueError(f"every grid dimension needs at least 2 points, got {tuple(grid_shape)}")
-    return math.prod(1.0 / (n - 1) for n in grid_shape)
+    return math.prod([1.0 / (n - 1) for n in grid_shape])  # a list: torch.compile traces it
 
 
 class InContextOperator:
@@ -32,8 +33,10 @@ class InContextOperator:
     ``self.attention`` ("linear" | "quadratic"), ``self.input_norm``
     (:class:`SlabNorm`), ``self.layers`` (``nn.ModuleList`` of intermediate
     layers), ``self.kernel_key`` (:class:`TokenLinear`), and implement
-    ``_kernel_queries(J, grid_shape) -> [B, H*dk, R]`` and
-    ``_output_map(grid_shape) -> [R, N*c_u]`` or None (``R = N*c_u`` then).
+    ``_kernel_queries(tokens, grid_shape) -> [B, H*dk, R]`` (``tokens``: channel-first
+    ``[B, d, T]``) and
+    ``_map_output(values, grid_shape)``, which maps kernel outputs ``[..., R]`` to
+    ``[..., N*c_u]`` (the identity when ``R = N*c_u``).
     """
 
     def _init_layout(self, in_channels, out_channels, n_pairs, in_components, out_components):
@@ -45,7 +48,8 @@ class InContextOperator:
                 f"(q*c_u for q > 0 queries, d*c_u when q = 0)"
             )
 
-    def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False):
+    def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False,
+                      checkpoint_layers=False):
         cf, cu, d = self.layout.in_components, self.layout.out_components, self.layout.n_pairs
         if input_norm == "token_affine":
             if grid_shape is None or len(grid_shape) != self.n_dim:
@@ -66,6 +70,7 @@ class InContextOperator:
             for _ in range(n_layers - 1)
         )
         self.kernel_key = TokenLinear(d, self.n_heads * self.qk_channels)
+        self.checkpoint_layers = bool(checkpoint_layers)
 
     def _read(self, x):
         """Validate ``x`` and split it into ``(f_ctx, u_ctx, f_query, layout)``,
@@ -85,26 +90,32 @@ class InContextOperator:
                 f_query.reshape(B, q, cf, *grid), layout)
 
     def _encode(self, f_ctx, u_ctx):
-        """Tokens of the context after the intermediate layers, ``[B, d, T]``."""
+        """Tokens of the context after the intermediate layers, token-major ``[B, T, d]``."""
         B, d, _, *grid = f_ctx.shape
-        J = torch.cat([f_ctx, u_ctx], dim=2).reshape(B, d, -1)
+        J = torch.cat([f_ctx.reshape(B, d, -1).mT, u_ctx.reshape(B, d, -1).mT], dim=1)
         J = self.input_norm(J)
         delta = quadrature_weight(grid)
+        recompute = self.checkpoint_layers and torch.is_grad_enabled()
         for layer in self.layers:
-            J = layer(J, grid, delta)
+            if recompute:
+                J = checkpoint(layer, J, grid, delta, use_reentrant=False)
+            else:
+                J = layer(J, grid, delta)
         return J
 
     def _kernel_factors(self, x):
-        """Queries ``[B, H*dk, R]``, f-token keys ``[B, H*dk, N*c_f]``, output map or None,
-        and the function values the kernel acts on ``[B, m, N*c_f]``."""
+        """Queries ``[B, H*dk, R]``, the f-tokens the keys are made of (channel-first view
+        ``[B, d, N*c_f]``), the function values the kernel acts on ``[B, m, N*c_f]``
+        and the grid."""
         f_ctx, u_ctx, f_query, layout = self._read(x)
         grid = f_ctx.shape[3:]
         J = self._encode(f_ctx, u_ctx)
         n_f = layout.in_components * math.prod(grid)
-        queries = self._kernel_queries(J, grid)
-        keys = self.kernel_key(J[:, :, :n_f])
+        queries = self._kernel_queries(J.mT, grid)
         f = f_query if layout.n_queries else f_ctx
-        return queries, keys, self._output_map(grid), f.flatten(2), grid
+        # slice J itself: the gradient of a slice of the transposed view would be a
+        # channel-first buffer, and every residual gradient would follow that layout
+        return queries, J[:, :n_f].mT, f.flatten(2), grid
 
     def forward(self, x, **kwargs):
         """Predict the responses to the queries in ``x`` (or reconstruct the context responses).
@@ -121,11 +132,10 @@ class InContextOperator:
         torch.Tensor
             ``[B, q*c_u, *grid]`` for ``q > 0``, else ``[B, d*c_u, *grid]``.
         """
-        queries, keys, out_map, f, grid = self._kernel_factors(x)
-        delta = quadrature_weight(grid)
-        u = ATTENTION[self.attention](queries, keys, f, delta / math.sqrt(self.qk_channels), self.n_heads)
-        if out_map is not None:
-            u = delta * torch.matmul(u, out_map)
+        queries, key_tokens, f, grid = self._kernel_factors(x)
+        scale = quadrature_weight(grid) / math.sqrt(self.qk_channels)
+        u = nonlocal_attention(queries, key_tokens, f, self.kernel_key, scale, self.attention)
+        u = self._map_output(u.mT, grid)
         return u.reshape(u.shape[0], -1, *grid)
 
     def extract_kernel(self, x):
@@ -144,9 +154,7 @@ class InContextOperator:
             gives the response reshaped the same way. In the model's (normalised)
             units; includes the quadrature weight.
         """
-        queries, keys, out_map, _, grid = self._kernel_factors(x)
-        delta = quadrature_weight(grid)
-        M = attention_matrix(queries, keys, delta / math.sqrt(self.qk_channels))
-        if out_map is not None:
-            M = delta * torch.matmul(out_map.transpose(0, 1), M)
-        return M
+        queries, key_tokens, _, grid = self._kernel_factors(x)
+        scale = quadrature_weight(grid) / math.sqrt(self.qk_channels)
+        M = attention_matrix(queries, self.kernel_key(key_tokens), scale)
+        return self._map_output(M.transpose(1, 2), grid).transpose(1, 2)

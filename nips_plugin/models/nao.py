@@ -1,13 +1,12 @@
 """Nonlocal Attention Operator (NAO) and its linear-attention variant (LinearNAO)."""
 
-import torch
-
-from ..layers.attention import TokenLinear
+import math
 
 from neuralop.models.base_model import BaseModel
 
+from ..layers.attention import TokenLinear
 from ..layers.coordinate_kernel import CoordinateKernel
-from .incontext import InContextOperator
+from .incontext import InContextOperator, quadrature_weight
 
 
 class NAO(InContextOperator, BaseModel, name="nao"):
@@ -36,6 +35,14 @@ class NAO(InContextOperator, BaseModel, name="nao"):
     input_norm : {"slab", "token_affine"}, default "slab"
     grid_shape : tuple of int, optional
         Only for ``input_norm="token_affine"``.
+    checkpoint_layers : bool, default False
+        As for :class:`~nips_plugin.NIPS` (each layer then keeps no ``T x T`` attention).
+    output_map_chunk_mb : float, default 256
+        ``W^P`` is applied in chunks of output points whose MLP activations take
+        at most about this many MB, so that the activations on all ``N x N``
+        point pairs (about 200 floats each) are never all alive; under autograd each
+        chunk is recomputed in the backward pass (``torch.utils.checkpoint``)
+        when there is more than one. Same result for any value.
 
     References
     ----------
@@ -51,25 +58,32 @@ class NAO(InContextOperator, BaseModel, name="nao"):
     _coord_range = (-1.0, 1.0)
 
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
-                 n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None):
+                 n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None,
+                 checkpoint_layers=False, output_map_chunk_mb=256):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         if n_dim not in (1, 2, 3):
             raise ValueError(f"n_dim must be 1, 2 or 3, got {n_dim}")
         self.n_dim, self.n_heads, self.qk_channels = n_dim, n_heads, qk_channels
         self.attention = self._attention
-        self._init_encoder(input_norm, grid_shape, n_layers)
+        self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers)
+        # an int: torch.compile specialises it (a float attribute would become symbolic)
+        self._output_map_chunk_bytes = int(output_map_chunk_mb * 2**20)
         self.kernel_query = TokenLinear(n_pairs, n_heads * qk_channels)
         self.output_map_f = CoordinateKernel(n_dim, in_components, out_components, self._coord_range)
         self.output_map_u = CoordinateKernel(n_dim, out_components, out_components, self._coord_range)
 
-    def _kernel_queries(self, J, grid_shape):
-        return self.kernel_query(J)
+    def _kernel_queries(self, tokens, grid_shape):
+        return self.kernel_query(tokens)
 
-    def _output_map(self, grid_shape):
-        """``W^P`` ``[T, N*c_u]``: rows over the f- then u-tokens, columns over output points."""
-        return torch.cat([self.output_map_f(grid_shape, self._swap_output_map),
-                          self.output_map_u(grid_shape, self._swap_output_map)], dim=0)
+    def _map_output(self, values, grid_shape):
+        """``Delta values W^P``: ``[..., T] -> [..., N*c_u]``, rows of ``W^P`` over the f-
+        then u-tokens, columns over output points; ``W^P`` is never formed whole."""
+        n_f = self.layout.in_components * math.prod(grid_shape)
+        kwargs = dict(swap=self._swap_output_map, chunk_bytes=self._output_map_chunk_bytes)
+        out = self.output_map_f.contract(values[..., :n_f], grid_shape, **kwargs)
+        out = out + self.output_map_u.contract(values[..., n_f:], grid_shape, **kwargs)
+        return quadrature_weight(grid_shape) * out
 
 
 class LinearNAO(NAO, name="linear_nao"):

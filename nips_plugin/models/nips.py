@@ -1,10 +1,8 @@
 """Neural Interpretable PDEs (NIPS): linear nonlocal attention with a Fourier kernel."""
 
-import math
-
 from neuralop.models.base_model import BaseModel
 
-from ..layers.attention import TokenLinear
+from ..layers.attention import TokenLinear, filtered_queries
 from ..layers.fourier_kernel import SharedSpectralFilter
 from .incontext import InContextOperator
 
@@ -64,6 +62,11 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         scripts (needs ``grid_shape``; ties the model to that grid).
     grid_shape : tuple of int, optional
         Only for ``input_norm="token_affine"``.
+    checkpoint_layers : bool, default False
+        Recompute each attention layer in the backward pass instead of keeping
+        its activations (``torch.utils.checkpoint``, non-reentrant): training
+        memory of the intermediate layers drops to one ``[B, d, T]`` tensor per
+        layer at the cost of one more forward pass. For the largest grids.
 
     References
     ----------
@@ -74,7 +77,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
 
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
                  n_layers=4, n_heads=1, qk_channels=40, n_modes=(12, 12), filter_per_head=False,
-                 input_norm="slab", grid_shape=None):
+                 input_norm="slab", grid_shape=None, checkpoint_layers=False):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         n_modes = (n_modes,) if isinstance(n_modes, int) else tuple(n_modes)
@@ -82,7 +85,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
             raise ValueError(f"n_modes must give 1 to 3 grid dimensions, got {n_modes}")
         self.n_dim, self.n_heads, self.qk_channels = len(n_modes), n_heads, qk_channels
         self.attention = "linear"
-        self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head)
+        self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head, checkpoint_layers)
         cf, cu, d = in_components, out_components, n_pairs
         groups = n_heads if filter_per_head else 1
         # paired: output component c <- filtered f-block c + filtered u-block c
@@ -91,16 +94,12 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         self.kernel_filter = SharedSpectralFilter(n_filtered, n_modes, groups=groups)
         self.kernel_query = TokenLinear(d, n_heads * qk_channels // groups, groups=groups)
 
-    def _kernel_queries(self, J, grid_shape):
-        B, d, _ = J.shape
+    def _kernel_queries(self, tokens, grid_shape):
+        # paired: output c <- f-block c + u-block c (sources f, u); otherwise every block
+        # feeds every output component through its own multiplier
         cf, cu = self.layout.in_components, self.layout.out_components
-        G = self.kernel_filter.groups
-        blocks = J.view(B, d, cf + cu, *grid_shape)
-        if not self.paired:  # each block feeds every output component
-            blocks = blocks.repeat_interleave(cu, dim=2)
-        filtered = self.kernel_filter(blocks).view(B, d, G, -1, cu, math.prod(grid_shape))
-        Jout = filtered.sum(3).transpose(1, 2) if G > 1 else filtered.sum(3).reshape(B, d, -1)
-        return self.kernel_query(Jout.reshape(B, G, d, -1) if G > 1 else Jout)
+        return filtered_queries(tokens, grid_shape, self.kernel_filter, self.kernel_query,
+                                n_sources=2 if self.paired else cf + cu)
 
-    def _output_map(self, grid_shape):
-        return None
+    def _map_output(self, values, grid_shape):
+        return values

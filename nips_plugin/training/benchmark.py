@@ -45,10 +45,10 @@ QUADRATIC_MAX_POINTS = 2000
 #: error after 92 steps for 1 vs 2 layers), so the budgets use ``n_layers=1``
 #: for them; longer runs should use more layers (``nips-plugin train``).
 PRESET_SETTINGS = {
-    "darcy": dict(n_pairs=40, n_queries=10, batch_size=8, epochs=4, in_context_layers=1),
-    "elasticity": dict(n_pairs=30, n_queries=10, batch_size=8, epochs=4, in_context_layers=1),
+    "darcy": dict(n_pairs=40, n_queries=10, batch_size=8, epochs=10, in_context_layers=1),
+    "elasticity": dict(n_pairs=30, n_queries=10, batch_size=8, epochs=6, in_context_layers=1),
     "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, epochs=2, in_context_layers=1),
-    "file": dict(n_pairs=40, n_queries=10, batch_size=8, epochs=4, in_context_layers=1),
+    "file": dict(n_pairs=40, n_queries=10, batch_size=8, epochs=10, in_context_layers=1),
 }
 
 COLUMNS = [("model", "model"), ("params", "params"), ("id_rel_l2", "unseen rel L2"),
