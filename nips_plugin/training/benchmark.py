@@ -82,14 +82,17 @@ def context_reconstruction_error(model, processor, loader, layout):
 
 
 @torch.no_grad()
+def predict_batch(model, processor, batch):
+    """Prediction and truth for a test batch, physical units (the batch is left untouched)."""
+    sample = processor.preprocess({"x": batch["x"].clone(), "y": batch["y"].clone()})
+    out, sample = processor.postprocess(model(sample["x"]), sample)
+    return out, sample["y"]
+
+
 def test_error(model, processor, loader):
     """Mean relative L2 error per query function over a loader, physical units."""
     metric = QueryRelL2Loss(out_components=processor.layout.out_components)
-    errors = []
-    for batch in loader:
-        sample = processor.preprocess({"x": batch["x"].clone(), "y": batch["y"].clone()})
-        out, sample = processor.postprocess(model(sample["x"]), sample)
-        errors.append(metric.per_function(out, sample["y"]))
+    errors = [metric.per_function(*predict_batch(model, processor, batch)) for batch in loader]
     return torch.cat(errors).mean().item()
 
 

@@ -6,6 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from .benchmark import predict_batch  # noqa: E402
+
 
 def _show(ax, field, title, cmap="viridis"):
     """A 1-D field as a curve, 2-D as an image, 3-D as its middle slice."""
@@ -43,12 +45,9 @@ def plot_learning_curves(runs, path):
 @torch.no_grad()
 def _first_prediction(run):
     """Physical-units input batch, truth, prediction and system of the first test batch of a run."""
-    model, processor = run["model"], run["processor"]
     batch = next(iter(run["test_loaders"]["id"]))
-    raw_x = batch["x"].clone()
-    sample = processor.preprocess({"x": batch["x"].clone(), "y": batch["y"].clone()})
-    out, sample = processor.postprocess(model(sample["x"]), sample)
-    return raw_x, sample["y"].cpu(), out.cpu(), int(batch["system"][0])
+    out, y = predict_batch(run["model"], run["processor"], batch)
+    return batch["x"], y.cpu(), out.cpu(), int(batch["system"][0])
 
 
 def plot_predictions(runs, path, query=0):
