@@ -137,7 +137,7 @@ def from_reference_state_dict(state_dict, variant):
                   out_components=c, n_layers=n_layers, n_heads=n_heads, qk_channels=dk,
                   input_norm="token_affine", grid_shape=(n, n))
     if variant.startswith("nips"):
-        model = NIPS(n_modes=(n, n), filter_per_head=variant == "nips_mmnist", **common)
+        model = NIPS(n_modes=(n, n), filter_per_head=variant == "nips_mmnist", context_fit="none", **common)
     else:
         model = (NAO if variant == "nao_darcy" else LinearNAO)(n_dim=2, **common)
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .cosine_field import CosineField
 from .fourier_kernel import SharedSpectralFilter
 
 
@@ -235,28 +236,57 @@ def filtered_queries(tokens, grid_shape, spectral_filter, query, n_sources=None)
 class SlabNorm(nn.Module):
     """Input normalisation ``LN_0`` over the whole ``[T, d]`` token slab of each sample.
 
+    ``LN_0(J)[t, j] = w[t, j] * (J[t, j] - mu) / sigma + b[t, j]``, ``mu`` and
+    ``sigma`` over the whole slab; the affine ``(w, b)`` is one of:
+
+    * per feature, ``w[t, j] = w_j`` (``2 d`` parameters): resolution
+      independent, but the tokens carry no positional information;
+    * per token (``n_tokens``), as in the authors' scripts (``2 T d``
+      parameters): positional, but tied to one grid;
+    * coordinate fields (``n_modes``): ``w[t, j] = w_{c,j}(x_t)``,
+      ``b[t, j] = b_{c,j}(x_t)`` for token ``t`` at node ``x_t`` of block ``c``,
+      learned continuous fields (:class:`~nips_plugin.layers.cosine_field.CosineField`):
+      positional like the per-token affine, and defined at every resolution.
+
     Parameters
     ----------
     n_features : int
         ``d``.
-    n_tokens : int or None
-        If given, a per-token, per-feature affine (``2*T*d`` parameters) as in the
-        authors' scripts (ties the model to one grid). If None, a per-feature affine
-        (``2*d`` parameters, resolution independent).
+    n_tokens : int, optional
+        Per-token affine for this many tokens.
+    n_blocks : int, optional
+        Token blocks (``c_f + c_u``), with ``n_modes``.
+    n_modes : tuple of int, optional
+        Cosines per grid dimension of the coordinate fields.
     eps : float, default 1e-5
     """
 
-    def __init__(self, n_features, n_tokens=None, eps=1e-5):
+    def __init__(self, n_features, n_tokens=None, n_blocks=None, n_modes=None, eps=1e-5):
         super().__init__()
+        self.n_tokens, self.n_blocks, self.eps = n_tokens, n_blocks, eps
+        if n_modes is not None:
+            if n_tokens is not None or not n_blocks:
+                raise ValueError("coordinate fields need n_blocks and no n_tokens")
+            self.weight_field = CosineField(n_blocks * n_features, n_modes, constant=1.0)
+            self.bias_field = CosineField(n_blocks * n_features, n_modes)
+            return
         # stored [d, T] (the layout of the first checkpoints); applied to token-major input
         shape = (n_features,) if n_tokens is None else (n_features, n_tokens)
         self.weight = nn.Parameter(torch.ones(shape))
         self.bias = nn.Parameter(torch.zeros(shape))
-        self.n_tokens = n_tokens
-        self.eps = eps
 
-    def forward(self, x):
-        """Normalise token-major ``x`` ``[B, T, d]``."""
+    def _token_fields(self, grid_shape):
+        """The coordinate fields as token-major ``[T, d]`` weight and bias."""
+        def tokens(field):
+            values = field(grid_shape).reshape(self.n_blocks, -1, math.prod(grid_shape))
+            return values.transpose(1, 2).reshape(-1, values.shape[1])
+        return tokens(self.weight_field), tokens(self.bias_field)
+
+    def forward(self, x, grid_shape=None):
+        """Normalise token-major ``x`` ``[B, T, d]`` (``grid_shape``: for coordinate fields)."""
+        if self.n_blocks:
+            weight, bias = self._token_fields(grid_shape)
+            return torch.addcmul(bias, F.layer_norm(x, tuple(x.shape[1:]), eps=self.eps), weight)
         if self.n_tokens is None:
             return torch.addcmul(self.bias, F.layer_norm(x, tuple(x.shape[1:]), eps=self.eps), self.weight)
         if x.shape[1] != self.n_tokens:

@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers.attention import (NonlocalAttentionLayer, SlabNorm, TokenLinear, attention_matrix,
                                 nonlocal_attention)
 from ..layers.context import ContextLayout
+from ..layers.context_fit import MODES as CONTEXT_FITS, ContextFit
 
 
 def quadrature_weight(grid_shape):
@@ -49,9 +50,16 @@ class InContextOperator:
             )
 
     def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False,
-                      checkpoint_layers=False):
+                      checkpoint_layers=False, context_fit="none"):
         cf, cu, d = self.layout.in_components, self.layout.out_components, self.layout.n_pairs
-        if input_norm == "token_affine":
+        if context_fit not in CONTEXT_FITS:
+            raise ValueError(f"context_fit must be one of {CONTEXT_FITS}, got {context_fit!r}")
+        if context_fit == "symmetric" and cf != cu:
+            raise ValueError(f"context_fit='symmetric' needs in_components == out_components, got {cf} and {cu}")
+        self.context_fit = context_fit
+        if input_norm == "coordinate" and n_modes is not None:
+            self.input_norm = SlabNorm(d, n_blocks=cf + cu, n_modes=n_modes)
+        elif input_norm == "token_affine":
             if grid_shape is None or len(grid_shape) != self.n_dim:
                 raise ValueError(
                     f"input_norm='token_affine' needs grid_shape, a tuple of {self.n_dim} ints, "
@@ -61,7 +69,8 @@ class InContextOperator:
         elif input_norm == "slab":
             self.input_norm = SlabNorm(d)
         else:
-            raise ValueError(f"input_norm must be 'slab' or 'token_affine', got {input_norm!r}")
+            norms = "'slab', 'token_affine'" + (" or 'coordinate'" if n_modes is not None else "")
+            raise ValueError(f"input_norm must be {norms}, got {input_norm!r}")
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.layers = nn.ModuleList(
@@ -93,7 +102,7 @@ class InContextOperator:
         """Tokens of the context after the intermediate layers, token-major ``[B, T, d]``."""
         B, d, _, *grid = f_ctx.shape
         J = torch.cat([f_ctx.reshape(B, d, -1).mT, u_ctx.reshape(B, d, -1).mT], dim=1)
-        J = self.input_norm(J)
+        J = self.input_norm(J, grid)
         delta = quadrature_weight(grid)
         recompute = self.checkpoint_layers and torch.is_grad_enabled()
         for layer in self.layers:
@@ -105,20 +114,26 @@ class InContextOperator:
 
     def _kernel_factors(self, x):
         """Queries ``[B, H*dk, R]``, the f-tokens the keys are made of (channel-first view
-        ``[B, d, N*c_f]``), the function values the kernel acts on ``[B, m, N*c_f]``
-        and the grid."""
+        ``[B, d, N*c_f]``), the function values the kernel acts on ``[B, m, N*c_f]``, the
+        grid and the :class:`ContextFit` of the context (None without ``context_fit``)."""
         f_ctx, u_ctx, f_query, layout = self._read(x)
         grid = f_ctx.shape[3:]
         J = self._encode(f_ctx, u_ctx)
         n_f = layout.in_components * math.prod(grid)
         queries = self._kernel_queries(J.mT, grid)
         f = f_query if layout.n_queries else f_ctx
+        fit = None if self.context_fit == "none" else ContextFit(f_ctx.flatten(2), u_ctx.flatten(2),
+                                                                  self.context_fit)
         # slice J itself: the gradient of a slice of the transposed view would be a
         # channel-first buffer, and every residual gradient would follow that layout
-        return queries, J[:, :n_f].mT, f.flatten(2), grid
+        return queries, J[:, :n_f].mT, f.flatten(2), grid, fit
 
     def forward(self, x, **kwargs):
         """Predict the responses to the queries in ``x`` (or reconstruct the context responses).
+
+        With ``context_fit`` the learned kernel acts on the part of each input
+        the context does not span, added to the context's exact least-squares
+        (or symmetric) part (:class:`~nips_plugin.layers.context_fit.ContextFit`).
 
         Parameters
         ----------
@@ -132,10 +147,13 @@ class InContextOperator:
         torch.Tensor
             ``[B, q*c_u, *grid]`` for ``q > 0``, else ``[B, d*c_u, *grid]``.
         """
-        queries, key_tokens, f, grid = self._kernel_factors(x)
+        queries, key_tokens, f, grid, fit = self._kernel_factors(x)
         scale = quadrature_weight(grid) / math.sqrt(self.qk_channels)
-        u = nonlocal_attention(queries, key_tokens, f, self.kernel_key, scale, self.attention)
+        values = f if fit is None else fit.residual(f)
+        u = nonlocal_attention(queries, key_tokens, values, self.kernel_key, scale, self.attention)
         u = self._map_output(u.mT, grid)
+        if fit is not None:
+            u = fit.predict(f, u)
         return u.reshape(u.shape[0], -1, *grid)
 
     def extract_kernel(self, x):
@@ -154,7 +172,8 @@ class InContextOperator:
             gives the response reshaped the same way. In the model's (normalised)
             units; includes the quadrature weight.
         """
-        queries, key_tokens, _, grid = self._kernel_factors(x)
+        queries, key_tokens, _, grid, fit = self._kernel_factors(x)
         scale = quadrature_weight(grid) / math.sqrt(self.qk_channels)
         M = attention_matrix(queries, self.kernel_key(key_tokens), scale)
-        return self._map_output(M.transpose(1, 2), grid).transpose(1, 2)
+        M = self._map_output(M.transpose(1, 2), grid).transpose(1, 2)
+        return M if fit is None else fit.kernel(M)

@@ -56,12 +56,27 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
     filter_per_head : bool, default False
         One Fourier multiplier set per head (the authors' two-component scripts)
         instead of one per layer.
-    input_norm : {"slab", "token_affine"}, default "slab"
-        ``LN_0`` over the whole ``[T, d]`` slab with a per-feature affine
-        (resolution independent), or with a per-token affine as in the authors'
-        scripts (needs ``grid_shape``; ties the model to that grid).
+    input_norm : {"coordinate", "slab", "token_affine"}, default "coordinate"
+        ``LN_0`` over the whole ``[T, d]`` slab (:class:`~nips_plugin.layers.attention.SlabNorm`)
+        with an affine that is: a learned continuous field of the coordinates per
+        block and feature (``"coordinate"``, cosine series with ``n_modes``
+        modes: positional information at any resolution), one per feature
+        (``"slab"``: resolution independent, no positional information), or one
+        per token as in the authors' scripts (``"token_affine"``, needs
+        ``grid_shape``; ties the model to that grid).
     grid_shape : tuple of int, optional
         Only for ``input_norm="token_affine"``.
+    context_fit : {"least_squares", "symmetric", "none"}, default "least_squares"
+        How the learned kernel ``K`` is combined with what the context determines
+        exactly for a linear operator (:mod:`nips_plugin.layers.context_fit`):
+        ``"least_squares"``: ``u = a U + K r`` with ``f = a F + r`` the
+        least-squares fit of the query by the context inputs;
+        ``"symmetric"`` (self-adjoint problems, ``c_f = c_u``):
+        ``u = a U + F^{+T} U^T r + (I - P) K r``; ``"none"``: ``u = K f``, the
+        paper's model. The first two reproduce the context exactly, so they
+        learn from held-out queries (``q > 0``), not from reconstructing the
+        context. The kernel stays explicit (:meth:`extract_kernel` returns the
+        whole ``M``) and the cost linear in the grid (``O(N d^2)``).
     checkpoint_layers : bool, default False
         Recompute each attention layer in the backward pass instead of keeping
         its activations (``torch.utils.checkpoint``, non-reentrant): training
@@ -77,7 +92,8 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
 
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
                  n_layers=4, n_heads=1, qk_channels=40, n_modes=(12, 12), filter_per_head=False,
-                 input_norm="slab", grid_shape=None, checkpoint_layers=False):
+                 input_norm="coordinate", grid_shape=None, checkpoint_layers=False,
+                 context_fit="least_squares"):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         n_modes = (n_modes,) if isinstance(n_modes, int) else tuple(n_modes)
@@ -85,7 +101,8 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
             raise ValueError(f"n_modes must give 1 to 3 grid dimensions, got {n_modes}")
         self.n_dim, self.n_heads, self.qk_channels = len(n_modes), n_heads, qk_channels
         self.attention = "linear"
-        self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head, checkpoint_layers)
+        self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head, checkpoint_layers,
+                           context_fit)
         cf, cu, d = in_components, out_components, n_pairs
         groups = n_heads if filter_per_head else 1
         # paired: output component c <- filtered f-block c + filtered u-block c

@@ -89,13 +89,15 @@ def check_sampling(tasks, n_pairs, n_queries):
 
 
 def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
-              n_test_samples_per_system=4, epochs=30, device="cpu", seed=0, lr=0.0,
+              n_test_samples_per_system=4, draws_per_system=0, epochs=30, device="cpu", seed=0, lr=0.0,
               weight_decay=-1.0, model_overrides=None, resume=False, mixed_precision=False,
               distributed=False, progress=True):
     """Train one model on ``tasks`` into ``run_dir`` (see the module docstring).
 
     ``fno_oracle`` trains FNO on (hidden field, query input) pairs instead of a context.
     ``lr <= 0`` / ``weight_decay < 0`` take the model's tuned defaults.
+    ``draws_per_system``: random draws (samples) of each training system per
+    epoch (0: the loader's default, about one pass over its pairs).
 
     Returns
     -------
@@ -112,7 +114,8 @@ def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
     run_dir = Path(run_dir)
     train_loader, test_loaders, processor = load_incontext(
         tasks, n_pairs, n_queries, batch_size=batch_size, seed=seed, mode=mode,
-        n_test_samples_per_system=n_test_samples_per_system, distributed=distributed)
+        n_test_samples_per_system=n_test_samples_per_system, distributed=distributed,
+        n_train_samples_per_epoch=draws_per_system * len(tasks.indices("train")) or None)
     n_dim = len(tasks.grid_shape)
     cfg = model_config(model_name, processor.layout, n_dim, n_hidden=processor.n_hidden,
                        **(model_overrides or {}))
@@ -121,6 +124,7 @@ def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
            "weight_decay": weight_decay if weight_decay >= 0 else opt["weight_decay"]}
     config = {"name": model_name, "model": dict(cfg), "optimizer": opt, "epochs": epochs, "seed": seed,
               "data": {"n_pairs": n_pairs, "n_queries": n_queries, "batch_size": batch_size,
+                       "draws_per_system": draws_per_system,
                        "mode": mode, "grid_shape": list(tasks.grid_shape),
                        "n_test_samples_per_system": n_test_samples_per_system,
                        "attrs": {k: v for k, v in tasks.attrs.items()}}}

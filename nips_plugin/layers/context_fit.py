@@ -1,0 +1,105 @@
+"""What a context of a *linear* system determines exactly: in-context least squares.
+
+For a linear solution operator ``G`` (``u = G f``) a context of ``d`` pairs
+fixes ``G`` on the span of the context inputs. With functions as rows,
+``F`` ``[d, n_f]`` (inputs), ``U = F G^T`` ``[d, n_u]`` (responses), and a query ``f``:
+
+.. math::
+
+    f = a F + r,\\quad a = f F^+,\\quad r \\perp \\mathrm{span}(F),
+    \\qquad G f = a U + G r .
+
+``a U`` is the **in-context least-squares** prediction (no parameters, the
+floor every learned model must beat); its kernel is the rank-``d`` matrix
+``U^T F^{+T}`` (``U F^+`` with functions as columns). If ``G`` is also
+symmetric (self-adjoint problems with ``n_f = n_u``: Darcy, linear
+elasticity) the context fixes the span-side of ``G r`` too,
+``P G r = F^{+T} U^T r`` (columns). Written with columns,
+
+.. math::
+
+    G = U F^+ + F^{+T} U^T (I - P) + (I - P) G (I - P),\\qquad P = F F^+ ,
+
+and only the block ``(I - P) G (I - P)`` between the complements of the span
+is unknown: that is all a learned kernel has to supply.
+
+:class:`ContextFit` factors ``F^T = Q R`` once (cost ``O(n_f d^2)``, linear in
+the grid) and applies these maps to batches of functions without forming any
+``n x n`` matrix, except in :meth:`ContextFit.kernel`.
+"""
+
+import torch
+
+#: how a learned kernel is combined with the context's exact part
+MODES = ("none", "least_squares", "symmetric")
+
+
+class ContextFit:
+    """The exact, parameter-free part of a linear operator given its context.
+
+    Parameters
+    ----------
+    f_ctx : torch.Tensor ``[B, d, n_f]``
+        Context inputs, one function per row (components and grid flattened).
+    u_ctx : torch.Tensor ``[B, d, n_u]``
+        Context responses.
+    mode : {"least_squares", "symmetric"}
+        ``"least_squares"``: ``u = a U + K r``; ``"symmetric"`` (needs
+        ``n_f = n_u``): ``u = a U + F^{+T} U r + (I - P) K r`` for a learned
+        kernel ``K`` acting on the residual ``r`` (module docstring).
+    rcond : float, default 1e-6
+        Directions of the span whose singular value is below ``rcond`` times the
+        largest (numerically dependent context inputs) are left out of the fit
+        instead of being divided by (almost) zero.
+
+    Notes
+    -----
+    The span's orthonormal basis comes from the ``d x d`` Gram matrix
+    ``F F^T = V Lambda V^T`` (float64; the context inputs of smooth laws are
+    nearly dependent): ``basis = F^T V Lambda^{-1/2}`` ``[B, n_f, d]`` and the
+    responses of the basis functions ``Lambda^{-1/2} V^T U`` ``[B, d, n_u]``.
+    """
+
+    def __init__(self, f_ctx, u_ctx, mode="least_squares", rcond=1e-6):
+        if mode not in MODES[1:]:
+            raise ValueError(f"mode must be one of {MODES[1:]}, got {mode!r}")
+        if mode == "symmetric" and f_ctx.shape[-1] != u_ctx.shape[-1]:
+            raise ValueError(
+                f"a symmetric operator maps a space to itself: inputs have {f_ctx.shape[-1]} values, "
+                f"responses {u_ctx.shape[-1]} (use mode='least_squares')"
+            )
+        self.mode = mode
+        lam, V = torch.linalg.eigh(f_ctx.double() @ f_ctx.double().mT)
+        keep = lam > rcond**2 * lam[..., -1:]
+        W = (V * (torch.where(keep, lam, 1.0).rsqrt() * keep)[..., None, :]).to(f_ctx.dtype)  # [B, d, d]
+        self.basis = f_ctx.mT @ W                                   # [B, n_f, d], orthonormal
+        self.responses = W.mT @ u_ctx                               # [B, d, n_u]
+
+    def coefficients(self, f):
+        """Coordinates of ``f`` ``[B, m, n_f]`` in the orthonormal basis of the span, ``[B, m, d]``."""
+        return f @ self.basis
+
+    def residual(self, f):
+        """``r = f - P f`` ``[B, m, n_f]``: the part of ``f`` the context does not span."""
+        return f - self.coefficients(f) @ self.basis.mT
+
+    def predict(self, f, learned=None):
+        """The prediction for inputs ``f`` ``[B, m, n_f]``, given ``learned = K r`` ``[B, m, n_u]``
+        (the learned kernel applied to :meth:`residual`; None for least squares alone)."""
+        u = self.coefficients(f) @ self.responses                  # a U
+        if self.mode == "symmetric":
+            r = self.residual(f)
+            u = u + (r @ self.responses.mT) @ self.basis.mT         # F^{+T} U r, as rows
+            if learned is not None:
+                learned = self.residual(learned)                    # (I - P) K r
+        return u if learned is None else u + learned
+
+    def kernel(self, learned=None):
+        """The full operator matrix ``[B, n_u, n_f]`` (``u = M f``), given the learned kernel
+        ``[B, n_u, n_f]`` that acts on residuals (None: the least-squares kernel ``U F^+``)."""
+        n_f = self.basis.shape[1]
+        eye = torch.eye(n_f, dtype=self.basis.dtype, device=self.basis.device)
+        # predict() is linear: its rows for the identity's rows are M^T; the learned part
+        # for input row e_i is row i of (K (I - P))^T = (I - P) K^T
+        eye = eye.expand(self.basis.shape[0], -1, -1)
+        return self.predict(eye, None if learned is None else self.residual(learned).mT).mT
