@@ -5,7 +5,7 @@
 
 1. Time of one train step (forward + relative L2 + backward + Adam step) at the
    reference setting (d=50, dk=40, 4 layers, 1 head, fp32) of
-   * ``reference``: ``benchmarks/reference_forward.py`` (the authors' forward
+   * ``reference``: ``benchmarks/reference_forward.py`` (the authors' NIPS forward
      pass written plainly) on a random state dict whose tensors are leaf
      tensors trained by Adam;
    * ``nips (reference-compatible)``: ``nips_plugin.compat.from_reference_state_dict``

@@ -3,22 +3,28 @@
 Authors' checkpoints
 --------------------
 :func:`from_reference_state_dict` turns a state dict saved by the published
-NIPS / NAO scripts into the equivalent :class:`~nips_plugin.NIPS`,
-:class:`~nips_plugin.NAO` or :class:`~nips_plugin.LinearNAO` in its
-*reference-compatible configuration* (input LayerNorm over the whole token slab
-with a per-token affine, every Fourier mode kept). Given the packed,
-normalised context (``q = 0``) the model reproduces the script's output.
+NIPS / NAO scripts, or one of the released NAO checkpoints, into the equivalent
+:class:`~nips_plugin.NIPS`, :class:`~nips_plugin.NAO` or
+:class:`~nips_plugin.LinearNAO` in its *reference-compatible configuration*
+(input LayerNorm over the whole token slab with a per-token affine, every
+Fourier mode kept). Given the packed, normalised context (``q = 0``) the model
+reproduces the authors' output: the tests check it against outputs recorded by
+running their code (``tests/models/data/authors_reference``), to about 1e-6.
 
 Layout read (see ``nips-nao-math.md`` §5): the scripts index layers
-``t = 0..L-1``; ``fcq.{t}.{h}`` / ``fck.{t}.{h}`` (``fcq_{t}_{h}`` for
-``nao_darcy``) are ``nn.Linear(d, dk)`` of layer ``t`` and head ``h``, layer
-``L-1`` being the kernel layer; ``fcn.0`` is the input LayerNorm ``[T, d]`` and
-``fcn.{t}`` (``t >= 1``) the LayerNorm after intermediate layer ``t-1``. NIPS
-filters: ``conv.{t}`` (f-block) and ``convf.{t}`` (u-block) for Darcy;
-``convx, convy, convfx, convfy .{t}.{h}`` (blocks ``f_x, f_y, u_x, u_y``, one
-per head) for Mechanical MNIST. NAO's ``kernelf`` / ``kernel`` MLPs are
-``W^{P,f}`` / ``W^{P,u}`` (the rows acting on f- and u-tokens). The grid is 2-D
-and square.
+``t = 0..L-1``; ``fcq.{t}.{h}`` / ``fck.{t}.{h}`` (``fcq_{t}_{h}`` in the NAO
+codes) are ``nn.Linear(d, dk)`` of layer ``t`` and head ``h``, layer ``L-1``
+being the kernel layer; ``fcn.0`` is the input LayerNorm ``[T, d]`` and
+``fcn.{t}`` (``t >= 1``) the LayerNorm after intermediate layer ``t-1``
+(``LayerNorm(d)``, except in the NAO folder's model, where every ``fcn{t}`` is a
+``LayerNorm([T, d])``). NIPS filters: ``conv.{t}`` (f-block) and ``convf.{t}``
+(u-block) for Darcy; ``convx, convy, convfx, convfy .{t}.{h}`` (blocks ``f_x,
+f_y, u_x, u_y``, one per head) for Mechanical MNIST. The NAO codes' ``kernel`` /
+``kernelf`` MLPs are ``W^{P,f}`` / ``W^{P,u}`` (acting on the attention rows
+of the first N tokens, the f-tokens, and of the last N, despite their names);
+their grid is ``linspace(-1, 1, n)`` in ``NAO_Darcy.py`` and the NAO folder,
+``linspace(0, 1, n)`` in ``LinearNAO_Darcy.py``, and every quadrature weight is
+that grid's ``dx * dy``. The grid is 2-D and square.
 
 neuraloperator 2.0.0's SpectralConv
 -----------------------------------
@@ -39,7 +45,8 @@ from neuralop.layers.spectral_convolution import SpectralConv
 from .layers.fourier_kernel import spectral_conv_forward
 from .models import NAO, NIPS, LinearNAO
 
-VARIANTS = ("nips_darcy", "nips_mmnist", "linear_nao_darcy", "nao_darcy")
+#: the authors' codes :func:`from_reference_state_dict` reads
+VARIANTS = ("nips_darcy", "nips_mmnist", "linear_nao_darcy", "nao_darcy", "nao_darcy_gtou")
 
 
 # --------------------------------------------------------------------------- SpectralConv fix
@@ -91,28 +98,80 @@ def _reference_multiplier(w1, w2, n):
     return full
 
 
-def from_reference_state_dict(state_dict, variant):
-    """Build the reference-compatible model from a state dict of the authors' scripts.
+def infer_reference_variant(state_dict):
+    """Which of the authors' scripts saved ``state_dict``, from its keys and shapes.
 
     Parameters
     ----------
     state_dict : dict of str -> torch.Tensor
-        As saved by the published script (``torch.save(model.state_dict())``).
-    variant : {"nips_darcy", "nips_mmnist", "linear_nao_darcy", "nao_darcy"}
-        Which script saved it.
+
+    Returns
+    -------
+    str
+        One of :data:`VARIANTS`.
+
+    Raises
+    ------
+    ValueError
+        If the keys match none of the scripts, or if they do not decide between
+        ``"nao_darcy"`` and ``"nao_darcy_gtou"`` (a one-layer model: both have only
+        the input norm ``fcn0``, and they differ only in the ``W^P`` edges).
+    """
+    keys = {k.removeprefix("module.") for k in state_dict}
+    if "conv.0.weights1" in keys:
+        return "nips_darcy"
+    if "convx.0.0.weights1" in keys:
+        return "nips_mmnist"
+    has_output_map = {"kernel.layers.0.weight", "kernelf.layers.0.weight"} <= keys
+    if has_output_map and "fcq.0.0.weight" in keys:
+        return "linear_nao_darcy"
+    if has_output_map and "fcq_0_0.weight" in keys:
+        norm = state_dict.get("fcn1.weight", state_dict.get("module.fcn1.weight"))
+        if norm is None:
+            raise ValueError(
+                "cannot tell 'nao_darcy' (NIPS/NAO_Darcy.py) from 'nao_darcy_gtou' (the NAO folder's "
+                "model): a one-layer state dict has no fcn1 to decide; pass variant explicitly"
+            )
+        return "nao_darcy_gtou" if norm.ndim == 2 else "nao_darcy"
+    raise ValueError(
+        f"the state dict matches none of the authors' scripts {VARIANTS} (expected e.g. "
+        f"'conv.0.weights1', 'convx.0.0.weights1', or 'kernel.layers.0.weight' with 'fcq.0.0.weight' "
+        f"or 'fcq_0_0.weight'); got keys {sorted(keys)[:6]}..."
+    )
+
+
+def from_reference_state_dict(state_dict, variant=None):
+    """Build the reference-compatible model from a state dict of the authors' code.
+
+    Parameters
+    ----------
+    state_dict : dict of str -> torch.Tensor
+        As saved by the published script (``torch.save(model.state_dict())``), or a
+        released checkpoint (``torch.load(path)``); a ``module.`` prefix is dropped.
+    variant : {"nips_darcy", "nips_mmnist", "linear_nao_darcy", "nao_darcy", "nao_darcy_gtou"}, optional
+        Which code saved it: the NIPS folder's ``NIPS_Darcy.py``, ``NIPS_MMNIST.py``,
+        ``LinearNAO_Darcy.py``, ``NAO_Darcy.py``, or the NAO folder's
+        ``Attention_darcy_gtou_int.py`` (the released checkpoints
+        ``best_model_dk40_darcy_gtou*.ckpt``, ``best_model_dk20_darcy_gtou_small.ckpt``).
+        None: inferred by :func:`infer_reference_variant`, which raises a
+        ``ValueError`` where the keys and shapes do not decide.
 
     Returns
     -------
     NIPS, NAO or LinearNAO
         In eval mode, with ``q = 0`` channels (``in_channels = d*(c_f+c_u)``); the
         number of pairs ``d``, key width ``dk``, layers, heads and grid are inferred
-        from the tensors. Its output on the packed normalised context is the
-        script's output.
+        from the tensors. Its output on the packed normalised context
+        (:func:`nips_plugin.pack_context` of the scripts' first and second token
+        blocks) is the script's output.
     """
+    if variant is None:
+        variant = infer_reference_variant(state_dict)
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    if variant == "nao_darcy":
+    nao_folder = variant in ("nao_darcy", "nao_darcy_gtou")
+    if nao_folder:
         q_name, k_name, n_name = (lambda t, h: f"fcq_{t}_{h}"), (lambda t, h: f"fck_{t}_{h}"), (lambda t: f"fcn{t}")
     else:
         q_name, k_name, n_name = (lambda t, h: f"fcq.{t}.{h}"), (lambda t, h: f"fck.{t}.{h}"), (lambda t: f"fcn.{t}")
@@ -138,8 +197,16 @@ def from_reference_state_dict(state_dict, variant):
                   input_norm="token_affine", grid_shape=(n, n))
     if variant.startswith("nips"):
         model = NIPS(n_modes=(n, n), filter_per_head=variant == "nips_mmnist", context_fit="none", **common)
+    elif variant == "linear_nao_darcy":
+        # LinearNAO_Darcy.py: grid linspace(0, 1, n), W^P[y, x] = MLP(y, x)
+        model = LinearNAO(n_dim=2, coord_range=(0.0, 1.0), output_map_contract="second", **common)
     else:
-        model = (NAO if variant == "nao_darcy" else LinearNAO)(n_dim=2, **common)
+        # NAO_Darcy.py and the NAO folder: grid linspace(-1, 1, n), W^P[x, y] = MLP(x, y); the
+        # NAO folder pairs x with the axis-swapped grid and has a LayerNorm([2N, d]) at every layer
+        gtou = variant == "nao_darcy_gtou"
+        model = NAO(n_dim=2, coord_range=(-1.0, 1.0), output_map_contract="first",
+                    output_map_edges="transposed" if gtou else "grid",
+                    layer_norm="token_affine" if gtou else "feature", **common)
 
     with torch.no_grad():
         model.input_norm.weight.copy_(get(n_name(0) + ".weight").T)
@@ -157,8 +224,15 @@ def from_reference_state_dict(state_dict, variant):
                 key.weight[0, h * dk:(h + 1) * dk] = get(k_name(t, h) + ".weight")
                 key.bias[0, h * dk:(h + 1) * dk, 0] = get(k_name(t, h) + ".bias")
             if not last:
-                layer.norm.weight.copy_(get(n_name(t + 1) + ".weight"))
-                layer.norm.bias.copy_(get(n_name(t + 1) + ".bias"))
+                norm_weight, norm_bias = get(n_name(t + 1) + ".weight"), get(n_name(t + 1) + ".bias")
+                if norm_weight.shape[::-1] != layer.norm.weight.shape:
+                    raise ValueError(
+                        f"{n_name(t + 1)}.weight has shape {tuple(norm_weight.shape)}, expected "
+                        f"{tuple(layer.norm.weight.shape[::-1])} for variant {variant!r}"
+                    )
+                # a [T, d] slab norm is stored [d, T] (SlabNorm); a LayerNorm(d) as is
+                layer.norm.weight.copy_(norm_weight.mT if norm_weight.ndim == 2 else norm_weight)
+                layer.norm.bias.copy_(norm_bias.mT if norm_bias.ndim == 2 else norm_bias)
             if variant.startswith("nips"):
                 filt = model.kernel_filter if last else layer.filter
                 if variant == "nips_darcy":
@@ -168,7 +242,9 @@ def from_reference_state_dict(state_dict, variant):
                 filt.load_full_multiplier(torch.stack([
                     _reference_multiplier(get(k + ".weights1"), get(k + ".weights2"), n) for k in keys]))
         if not variant.startswith("nips"):
-            for ours, theirs in ((model.output_map_f, "kernelf"), (model.output_map_u, "kernel")):
+            # `kernel` multiplies the rows of the first N tokens (the f-tokens), `kernelf` the
+            # rows of the last N (the u-tokens), whatever their names suggest
+            for ours, theirs in ((model.output_map_f, "kernel"), (model.output_map_u, "kernelf")):
                 for i in (0, 2, 4):
                     ours.layers[i].weight.copy_(get(f"{theirs}.layers.{i}.weight"))
                     ours.layers[i].bias.copy_(get(f"{theirs}.layers.{i}.bias"))

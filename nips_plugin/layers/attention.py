@@ -318,17 +318,22 @@ class NonlocalAttentionLayer(nn.Module):
         Fourier modes of the query filter; None for no filter.
     filter_per_head : bool
         One filter per head instead of one per layer.
+    norm_tokens : int or None, default None
+        None: ``LN`` normalises each token over its ``d`` features (the NIPS-folder
+        scripts). An int ``T``: ``LN`` normalises the whole ``[T, d]`` slab with a
+        per-token affine (:class:`SlabNorm`, as the NAO folder's model at every
+        layer; ties the layer to one grid).
     """
 
     def __init__(self, n_features, n_blocks, n_heads, qk_channels, attention="linear",
-                 n_modes=None, filter_per_head=False):
+                 n_modes=None, filter_per_head=False, norm_tokens=None):
         super().__init__()
         self.n_heads, self.qk_channels = n_heads, qk_channels
         groups = n_heads if (filter_per_head and n_modes is not None) else 1
         self.filter = SharedSpectralFilter(n_blocks, n_modes, groups=groups) if n_modes is not None else None
         self.query = TokenLinear(n_features, n_heads * qk_channels // groups, groups=groups)
         self.key = TokenLinear(n_features, n_heads * qk_channels)
-        self.norm = nn.LayerNorm(n_features)
+        self.norm = nn.LayerNorm(n_features) if norm_tokens is None else SlabNorm(n_features, norm_tokens)
         if attention not in ORDERS:
             raise ValueError(f"attention must be one of {ORDERS}, got {attention!r}")
         self.attention = attention

@@ -29,13 +29,22 @@ class CoordinateKernel(nn.Module):
     rows, cols : int, default 1
         ``a`` and ``b``: the kernel couples ``a`` components at ``x`` with ``b`` at ``y``.
     coord_range : tuple of float, default (0.0, 1.0)
-        Coordinates given to the MLP for the unit domain (the authors' NAO uses (-1, 1)).
+        Range ``(a, b)`` of every coordinate given to the MLP: the grid's nodes are
+        ``linspace(a, b, n_i)`` along axis ``i`` (the authors' NAO scripts use
+        ``(-1, 1)``, LinearNAO ``(0, 1)``).
+    transposed : bool, default False
+        Give the MLP's second argument with its coordinates in reverse order,
+        ``W(x, y) = MLP([x, (y_D, ..., y_1)])``. On a square 2-D grid that is the
+        authors' "transposed grid" edges of the NAO folder's model (the released
+        checkpoints): point ``j`` of the axis-swapped, flattened grid is point
+        ``j`` of the grid with its two coordinates exchanged.
     """
 
-    def __init__(self, n_dim, rows=1, cols=1, coord_range=(0.0, 1.0)):
+    def __init__(self, n_dim, rows=1, cols=1, coord_range=(0.0, 1.0), transposed=False):
         super().__init__()
         self.rows, self.cols = rows, cols
         self.coord_range = tuple(coord_range)
+        self.transposed = bool(transposed)
         self.layers = nn.Sequential(
             nn.Linear(2 * n_dim, 32), nn.LeakyReLU(), nn.Linear(32, 64), nn.LeakyReLU(),
             nn.Linear(64, rows * cols),
@@ -53,6 +62,8 @@ class CoordinateKernel(nn.Module):
         first = self.layers[0]
         D = points.shape[1]
         w_first, w_second = first.weight[:, :D], first.weight[:, D:]
+        if self.transposed:  # W_y (y_D, ..., y_1) = (W_y with its columns reversed) y
+            w_second = w_second.flip(1)
         if swap:
             h = (points @ w_second.T)[:, None] + torch.addmm(first.bias, targets, w_first.T)[None]
         else:
@@ -65,7 +76,8 @@ class CoordinateKernel(nn.Module):
 
     def forward(self, grid_shape, swap=False):
         """The kernel matrix ``[a*N, b*N]``, ``W[(r, i), (c, j)] = MLP(x_i, x_j)[r*b + c]``
-        (component-major, grid row-major); with ``swap`` the MLP sees ``(x_j, x_i)``."""
+        (component-major, grid row-major); with ``swap`` the MLP sees ``(x_j, x_i)``
+        (with ``transposed``, the second argument's coordinates reversed in either case)."""
         points = self._points(grid_shape)
         return self._columns(points, points, swap)
 

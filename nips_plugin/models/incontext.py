@@ -19,11 +19,16 @@ from ..layers.context import ContextLayout
 from ..layers.context_fit import MODES as CONTEXT_FITS, ContextFit
 
 
-def quadrature_weight(grid_shape):
-    """Cell volume ``Delta = prod_i 1/(n_i - 1)`` of a node grid on the unit cube."""
+def quadrature_weight(grid_shape, coord_range=(0.0, 1.0)):
+    """Cell volume ``Delta = prod_i (b - a)/(n_i - 1)`` of a node grid on the cube ``[a, b]^D``.
+
+    ``coord_range = (a, b)``: the unit cube by default; the authors' NAO scripts
+    use ``(-1, 1)``, whose ``dx * dy`` is ``4/(n-1)^2`` in 2-D.
+    """
     if min(grid_shape) < 2:
         raise ValueError(f"every grid dimension needs at least 2 points, got {tuple(grid_shape)}")
-    return math.prod([1.0 / (n - 1) for n in grid_shape])  # a list: torch.compile traces it
+    length = coord_range[1] - coord_range[0]
+    return math.prod([length / (n - 1) for n in grid_shape])  # a list: torch.compile traces it
 
 
 class InContextOperator:
@@ -37,8 +42,12 @@ class InContextOperator:
     ``_kernel_queries(tokens, grid_shape) -> [B, H*dk, R]`` (``tokens``: channel-first
     ``[B, d, T]``) and
     ``_map_output(values, grid_shape)``, which maps kernel outputs ``[..., R]`` to
-    ``[..., N*c_u]`` (the identity when ``R = N*c_u``).
+    ``[..., N*c_u]`` (the identity when ``R = N*c_u``). ``coord_range`` (class
+    default: the unit cube) is the coordinate range of every grid axis; every
+    quadrature weight ``Delta`` is that grid's cell volume.
     """
+
+    coord_range = (0.0, 1.0)
 
     def _init_layout(self, in_channels, out_channels, n_pairs, in_components, out_components):
         self.layout = ContextLayout.from_channels(in_channels, n_pairs, in_components, out_components)
@@ -50,32 +59,40 @@ class InContextOperator:
             )
 
     def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False,
-                      checkpoint_layers=False, context_fit="none"):
+                      checkpoint_layers=False, layer_norm="feature", context_fit="none"):
         cf, cu, d = self.layout.in_components, self.layout.out_components, self.layout.n_pairs
         if context_fit not in CONTEXT_FITS:
             raise ValueError(f"context_fit must be one of {CONTEXT_FITS}, got {context_fit!r}")
         if context_fit == "symmetric" and cf != cu:
             raise ValueError(f"context_fit='symmetric' needs in_components == out_components, got {cf} and {cu}")
         self.context_fit = context_fit
+
+        def n_tokens(option):
+            if grid_shape is None or len(grid_shape) != self.n_dim:
+                raise ValueError(
+                    f"{option}='token_affine' needs grid_shape, a tuple of {self.n_dim} ints, "
+                    f"got {grid_shape!r}"
+                )
+            return (cf + cu) * math.prod(grid_shape)
+
         if input_norm == "coordinate" and n_modes is not None:
             self.input_norm = SlabNorm(d, n_blocks=cf + cu, n_modes=n_modes)
         elif input_norm == "token_affine":
-            if grid_shape is None or len(grid_shape) != self.n_dim:
-                raise ValueError(
-                    f"input_norm='token_affine' needs grid_shape, a tuple of {self.n_dim} ints, "
-                    f"got {grid_shape!r}"
-                )
-            self.input_norm = SlabNorm(d, n_tokens=(cf + cu) * math.prod(grid_shape))
+            self.input_norm = SlabNorm(d, n_tokens=n_tokens("input_norm"))
         elif input_norm == "slab":
             self.input_norm = SlabNorm(d)
         else:
             norms = "'slab', 'token_affine'" + (" or 'coordinate'" if n_modes is not None else "")
             raise ValueError(f"input_norm must be {norms}, got {input_norm!r}")
+        if layer_norm not in ("feature", "token_affine"):
+            raise ValueError(f"layer_norm must be 'feature' or 'token_affine', got {layer_norm!r}")
+        norm_tokens = n_tokens("layer_norm") if layer_norm == "token_affine" else None
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.layers = nn.ModuleList(
             NonlocalAttentionLayer(d, cf + cu, self.n_heads, self.qk_channels, self.attention,
-                                   n_modes=n_modes, filter_per_head=filter_per_head)
+                                   n_modes=n_modes, filter_per_head=filter_per_head,
+                                   norm_tokens=norm_tokens)
             for _ in range(n_layers - 1)
         )
         self.kernel_key = TokenLinear(d, self.n_heads * self.qk_channels)
@@ -103,7 +120,7 @@ class InContextOperator:
         B, d, _, *grid = f_ctx.shape
         J = torch.cat([f_ctx.reshape(B, d, -1).mT, u_ctx.reshape(B, d, -1).mT], dim=1)
         J = self.input_norm(J, grid)
-        delta = quadrature_weight(grid)
+        delta = quadrature_weight(grid, self.coord_range)
         recompute = self.checkpoint_layers and torch.is_grad_enabled()
         for layer in self.layers:
             if recompute:
@@ -148,7 +165,7 @@ class InContextOperator:
             ``[B, q*c_u, *grid]`` for ``q > 0``, else ``[B, d*c_u, *grid]``.
         """
         queries, key_tokens, f, grid, fit = self._kernel_factors(x)
-        scale = quadrature_weight(grid) / math.sqrt(self.qk_channels)
+        scale = quadrature_weight(grid, self.coord_range) / math.sqrt(self.qk_channels)
         values = f if fit is None else fit.residual(f)
         u = nonlocal_attention(queries, key_tokens, values, self.kernel_key, scale, self.attention)
         u = self._map_output(u.mT, grid)
@@ -173,7 +190,7 @@ class InContextOperator:
             units; includes the quadrature weight.
         """
         queries, key_tokens, _, grid, fit = self._kernel_factors(x)
-        scale = quadrature_weight(grid) / math.sqrt(self.qk_channels)
+        scale = quadrature_weight(grid, self.coord_range) / math.sqrt(self.qk_channels)
         M = attention_matrix(queries, self.kernel_key(key_tokens), scale)
         M = self._map_output(M.transpose(1, 2), grid).transpose(1, 2)
         return M if fit is None else fit.kernel(M)

@@ -12,19 +12,41 @@ from .incontext import InContextOperator, quadrature_weight
 class NAO(InContextOperator, BaseModel, name="nao"):
     """Nonlocal Attention Operator (Yu et al., NeurIPS 2024).
 
-    Same tokens and normalisations as :class:`~nips_plugin.NIPS`, without a
-    Fourier filter (``Q = J W_Q``). Intermediate layers form the explicit
-    ``T x T`` attention ``A = sum_h Q_h K_h^T / sqrt(dk)`` and update
-    ``J <- LN_t(Delta A J) + J``. The kernel layer uses ``A`` restricted to the
-    f-token columns and a learned, continuous output map ``W^P``:
+    Same tokens as :class:`~nips_plugin.NIPS`, without a Fourier filter
+    (``Q = J W_Q``). The grid's nodes are ``linspace(a, b, n_i)`` along every
+    axis ``i`` (``coord_range = (a, b)``) and ``Delta = prod_i (b - a)/(n_i - 1)``
+    is that grid's cell volume, in every attention product and in the output map.
+    Intermediate layers form the explicit ``T x T`` attention
+    ``A = sum_h Q_h K_h^T / sqrt(dk)`` and update ``J <- LN_t(Delta A J) + J``.
+    The kernel layer uses ``A`` (from the last ``J``) restricted to the
+    f-token columns, applied to the model's (normalised, not LN'ed) input
+    ``f``, and a learned, continuous output map ``W^P``:
 
     .. math::
 
         V = \\Delta A_{[:, f]} f \\in R^{T \\times m},\\qquad
-        \\hat u[y] = \\Delta \\sum_x W^P[x, y]\\, V[x],
+        \\hat u[y] = \\Delta \\sum_x \\big( W^{P,f}(x, y)\\, V_f[x]
+                     + W^{P,u}(x, y)\\, V_u[x] \\big),
 
-    with ``W^P = [W^{P,1}; W^{P,2}]`` (rows over the f- and u-tokens) generated
-    by MLPs of coordinate pairs, ``W^P[x, y] = MLP(x, y)``. Memory ``O(T^2)``.
+    where ``V_f`` are the rows of ``V`` of the f-tokens (the first ``N c_f``),
+    ``V_u`` those of the u-tokens, and ``W^{P,f}``, ``W^{P,u}`` are
+    :class:`~nips_plugin.layers.coordinate_kernel.CoordinateKernel` MLPs of
+    coordinate pairs (``output_map_f``, ``output_map_u``), so defined at any
+    resolution. Memory ``O(T^2)``.
+
+    Conventions. The authors' (``NAO_Darcy.py`` and the NAO folder's
+    ``Attention_darcy_gtou_int.py``; checked against their recorded outputs by
+    :func:`nips_plugin.compat.from_reference_state_dict`), all defaults here:
+    coordinates on ``[-1, 1]`` and ``Delta`` their ``dx * dy`` (``4/(n-1)^2``
+    in 2-D, not ``1/(n-1)^2``); ``W^P`` contracted over its first index
+    (``output_map_contract="first"``); ``W^{P,f}`` is the scripts' ``kernel``
+    MLP and ``W^{P,u}`` their ``kernelf`` (the names are the other way round).
+    The NAO folder's model (the released checkpoints) also pairs ``x`` with
+    the axis-swapped ``y`` (``output_map_edges="transposed"``) and normalises
+    every layer's ``[T, d]`` slab with a per-token affine
+    (``layer_norm="token_affine"``). The default configuration differs from the
+    scripts only where they tie a model to one grid: ``input_norm="slab"``
+    (per-feature affine instead of per-token) and ``layer_norm="feature"``.
 
     Parameters
     ----------
@@ -33,8 +55,9 @@ class NAO(InContextOperator, BaseModel, name="nao"):
     n_dim : int, default 2
         Grid dimension (1, 2 or 3).
     input_norm : {"slab", "token_affine"}, default "slab"
+        As for :class:`~nips_plugin.NIPS`.
     grid_shape : tuple of int, optional
-        Only for ``input_norm="token_affine"``.
+        Only for ``input_norm="token_affine"`` or ``layer_norm="token_affine"``.
     checkpoint_layers : bool, default False
         As for :class:`~nips_plugin.NIPS` (each layer then keeps no ``T x T`` attention).
     output_map_chunk_mb : float, default 256
@@ -43,6 +66,22 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         point pairs (about 200 floats each) are never all alive; under autograd each
         chunk is recomputed in the backward pass (``torch.utils.checkpoint``)
         when there is more than one. Same result for any value.
+    coord_range : tuple of float, optional
+        ``(a, b)``, the coordinates of the grid's end nodes along every axis, seen
+        by ``W^P`` and defining ``Delta``. Default: the authors' choice for the
+        class, ``(-1.0, 1.0)`` for NAO, ``(0.0, 1.0)`` for :class:`LinearNAO`.
+    output_map_contract : {"first", "second"}, optional
+        Which index of ``W^P[i, j] = MLP(x_i, x_j)`` the kernel layer sums over:
+        ``"first"``, ``u[y] = sum_x W(x, y) V[x]`` (NAO's default), or
+        ``"second"``, ``u[y] = sum_x W(y, x) V[x]`` (:class:`LinearNAO`'s).
+    output_map_edges : {"grid", "transposed"}, default "grid"
+        ``"transposed"``: the MLP's second point has its coordinates in reverse
+        order, ``MLP(x, (y_2, y_1))`` in 2-D (the NAO folder's edges, built from
+        the axis-swapped grid).
+    layer_norm : {"feature", "token_affine"}, default "feature"
+        ``LN_t`` of the intermediate layers: over each token's ``d`` features
+        (``NAO_Darcy.py``), or over the whole ``[T, d]`` slab with a per-token
+        affine like the input norm (the NAO folder's model; needs ``grid_shape``).
 
     References
     ----------
@@ -53,25 +92,39 @@ class NAO(InContextOperator, BaseModel, name="nao"):
 
     #: contraction order of every attention; LinearNAO: "linear"
     _attention = "quadratic"
-    #: W^P coordinates: NAO contracts W's first index (MLP(x, y), y the output point)
-    _swap_output_map = False
-    _coord_range = (-1.0, 1.0)
+    #: the authors' defaults of the class (NAO_Darcy.py): see the class docstring
+    _default_coord_range = (-1.0, 1.0)
+    _default_output_map_contract = "first"
 
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
                  n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None,
-                 checkpoint_layers=False, output_map_chunk_mb=256):
+                 checkpoint_layers=False, output_map_chunk_mb=256, coord_range=None,
+                 output_map_contract=None, output_map_edges="grid", layer_norm="feature"):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         if n_dim not in (1, 2, 3):
             raise ValueError(f"n_dim must be 1, 2 or 3, got {n_dim}")
+        coord_range = self._default_coord_range if coord_range is None else coord_range
+        if len(coord_range) != 2 or not coord_range[0] < coord_range[1]:
+            raise ValueError(f"coord_range must be (a, b) with a < b, got {coord_range!r}")
+        output_map_contract = output_map_contract or self._default_output_map_contract
+        if output_map_contract not in ("first", "second"):
+            raise ValueError(f"output_map_contract must be 'first' or 'second', got {output_map_contract!r}")
+        if output_map_edges not in ("grid", "transposed"):
+            raise ValueError(f"output_map_edges must be 'grid' or 'transposed', got {output_map_edges!r}")
         self.n_dim, self.n_heads, self.qk_channels = n_dim, n_heads, qk_channels
+        self.coord_range = (float(coord_range[0]), float(coord_range[1]))
         self.attention = self._attention
-        self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers)
+        self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers,
+                           layer_norm=layer_norm)
         # an int: torch.compile specialises it (a float attribute would become symbolic)
         self._output_map_chunk_bytes = int(output_map_chunk_mb * 2**20)
+        # "second": the output point is the MLP's first argument
+        self._swap_output_map = output_map_contract == "second"
         self.kernel_query = TokenLinear(n_pairs, n_heads * qk_channels)
-        self.output_map_f = CoordinateKernel(n_dim, in_components, out_components, self._coord_range)
-        self.output_map_u = CoordinateKernel(n_dim, out_components, out_components, self._coord_range)
+        transposed = output_map_edges == "transposed"
+        self.output_map_f = CoordinateKernel(n_dim, in_components, out_components, self.coord_range, transposed)
+        self.output_map_u = CoordinateKernel(n_dim, out_components, out_components, self.coord_range, transposed)
 
     def _kernel_queries(self, tokens, grid_shape):
         return self.kernel_query(tokens)
@@ -83,27 +136,39 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         kwargs = dict(swap=self._swap_output_map, chunk_bytes=self._output_map_chunk_bytes)
         out = self.output_map_f.contract(values[..., :n_f], grid_shape, **kwargs)
         out = out + self.output_map_u.contract(values[..., n_f:], grid_shape, **kwargs)
-        return quadrature_weight(grid_shape) * out
+        return quadrature_weight(grid_shape, self.coord_range) * out
 
 
 class LinearNAO(NAO, name="linear_nao"):
-    """NAO with linear-order attention (Yu et al., NeurIPS 2024).
+    """NAO with linear-order attention (Yu et al., NeurIPS 2024; the NIPS paper's baseline).
 
     Intermediate layers as :class:`~nips_plugin.NIPS` without the Fourier filter,
     ``J <- LN_t(sum_h Q_h (Delta K_h^T J / sqrt(dk))) + J``; the kernel layer
 
-    .. math:: \\hat u = \\Delta\\, W^P Q \\big(\\Delta K_f^T f / \\sqrt{d_k}\\big),
+    .. math:: \\hat u = \\Delta\\, [W^{P,f} \\,|\\, W^{P,u}]\\, Q
+              \\big(\\Delta K_f^T f / \\sqrt{d_k}\\big),
+              \\qquad W^{P}[y, x] = \\mathrm{MLP}(y, x),
 
-    with ``W^P[y, x] = MLP(y, x)`` contracting its second index (the output point
-    is the MLP's first argument) and coordinates on ``[0, 1]``. Same result as
-    NAO's quadratic order for the same weights up to that convention; memory
-    ``O(N^2)`` from ``W^P`` alone.
+    ``Q`` over all ``T`` tokens, ``K_f`` the keys of the f-tokens; the columns of
+    ``W^{P,f}`` act on the f-token rows of ``Q``, those of ``W^{P,u}`` on the
+    u-token rows. Memory ``O(N^2)`` from ``W^P`` alone (applied in chunks).
+
+    Conventions. The authors' (``LinearNAO_Darcy.py``, checked against its
+    recorded output), all defaults here: coordinates on ``[0, 1]`` and
+    ``Delta = prod_i 1/(n_i - 1)`` (that grid's ``dx * dy``); ``W^P``
+    contracted over its second index, the output point being the MLP's first
+    argument (``output_map_contract="second"``, the transpose of NAO's);
+    ``W^{P,f}`` is the script's ``kernel`` and ``W^{P,u}`` its ``kernelf``. As for
+    NAO, only the input normalisation differs by default (per-feature affine,
+    resolution independent). With ``coord_range=(-1, 1)`` and
+    ``output_map_contract="first"`` the same weights give NAO's output.
 
     Parameters
     ----------
-    Same as :class:`NAO`.
+    Same as :class:`NAO` (defaults ``coord_range=(0.0, 1.0)``,
+    ``output_map_contract="second"``).
     """
 
     _attention = "linear"
-    _swap_output_map = True
-    _coord_range = (0.0, 1.0)
+    _default_coord_range = (0.0, 1.0)
+    _default_output_map_contract = "second"

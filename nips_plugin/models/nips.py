@@ -102,7 +102,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         self.n_dim, self.n_heads, self.qk_channels = len(n_modes), n_heads, qk_channels
         self.attention = "linear"
         self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head, checkpoint_layers,
-                           context_fit)
+                           context_fit=context_fit)
         cf, cu, d = in_components, out_components, n_pairs
         groups = n_heads if filter_per_head else 1
         # paired: output component c <- filtered f-block c + filtered u-block c

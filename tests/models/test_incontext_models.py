@@ -67,16 +67,60 @@ def test_linear_in_queries_and_independent_of_other_queries(cls):
         torch.testing.assert_close(recon[:, :2], out(f[:, :2]), rtol=1e-4, atol=1e-6)
 
 
-def test_nao_and_linear_nao_agree_up_to_output_map_convention():
+@pytest.mark.parametrize("options", [{}, {"output_map_edges": "transposed"}])
+def test_nao_and_linear_nao_agree_up_to_output_map_convention(options):
     """Same weights: NAO (quadratic order) equals LinearNAO (linear order) once W^P's
-    coordinate convention is aligned: an independent check of both contraction orders."""
-    nao, lin = build(NAO, 2), build(LinearNAO, 2)
+    coordinates and orientation are aligned: an independent check of both contraction orders."""
+    nao = build(NAO, 2, **options)
+    lin = build(LinearNAO, 2, coord_range=(-1.0, 1.0), output_map_contract="first", **options)
     lin.load_state_dict(nao.state_dict())
-    lin._swap_output_map, lin._coord_range = nao._swap_output_map, nao._coord_range
-    lin.output_map_f.coord_range = lin.output_map_u.coord_range = nao._coord_range
     x = pack_context(*sample(2))
     with torch.no_grad():
         torch.testing.assert_close(lin(x), nao(x), rtol=1e-4, atol=1e-7)
+        # LinearNAO's own defaults (the authors' coordinates and orientation) give another output
+        default = build(LinearNAO, 2, **options)
+        default.load_state_dict(nao.state_dict())
+        assert not torch.allclose(default(x), nao(x), rtol=1e-2)
+
+
+def test_nao_conventions_are_the_authors():
+    """The defaults, against the MLP evaluated on explicit edges: NAO on [-1, 1] with
+    Delta = dx*dy of that grid and W^P contracted over its first index; LinearNAO on
+    [0, 1], contracted over its second (see the class docstrings)."""
+    grid, values = (9, 8), torch.randn(2, 3, 2 * 72)
+
+    def explicit(mlp, low):
+        axes = [torch.linspace(low, 1.0, n) for n in grid]
+        pts = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+        edges = torch.cat([pts[:, None].expand(72, 72, 2), pts[None].expand(72, 72, 2)], -1)
+        return mlp.layers(edges)[..., 0]                 # [i, j] = MLP(x_i, x_j)
+
+    nao, lin = build(NAO, 2), build(LinearNAO, 2)
+    with torch.no_grad():
+        Wf, Wu = explicit(nao.output_map_f, -1.0), explicit(nao.output_map_u, -1.0)
+        expected = (2 / 8) * (2 / 7) * (values[..., :72] @ Wf + values[..., 72:] @ Wu)
+        torch.testing.assert_close(nao._map_output(values, grid), expected)
+        Wf, Wu = explicit(lin.output_map_f, 0.0), explicit(lin.output_map_u, 0.0)
+        expected = (1 / 8) * (1 / 7) * (values[..., :72] @ Wf.T + values[..., 72:] @ Wu.T)
+        torch.testing.assert_close(lin._map_output(values, grid), expected)
+
+
+@pytest.mark.parametrize("cls", [NAO, LinearNAO])
+def test_released_configuration_options(cls):
+    """The NAO folder's options (per-layer slab norm, transposed edges) train and keep u = M f."""
+    model = build(cls, 2, layer_norm="token_affine", grid_shape=(9, 8), output_map_edges="transposed")
+    assert model.layers[0].norm.weight.shape == (4, 2 * 72)
+    f, u, fq = sample(2)
+    x = pack_context(f, u, fq)
+    out = model(x)
+    out.square().sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with torch.no_grad():
+        via_kernel = torch.einsum("bij,bmj->bmi", model.extract_kernel(x), fq.flatten(2))
+        torch.testing.assert_close(via_kernel.reshape(out.shape), out.detach(), rtol=1e-4,
+                                   atol=1e-6 * out.abs().max())
+    with pytest.raises(ValueError, match="per-token affine"):   # the layers' norm is tied to the grid
+        model(pack_context(f[..., :7], u[..., :7], fq[..., :7]))
 
 
 def test_nips_is_resolution_independent():
@@ -112,6 +156,12 @@ def test_clear_errors():
         NIPS(in_channels=8, out_channels=4, n_pairs=4, input_norm="token_affine")
     with pytest.raises(ValueError, match="input_norm"):
         NAO(in_channels=8, out_channels=4, n_pairs=4, input_norm="batch")
+    with pytest.raises(ValueError, match="layer_norm='token_affine' needs grid_shape"):
+        NAO(in_channels=8, out_channels=4, n_pairs=4, layer_norm="token_affine")
+    for bad in ({"layer_norm": "batch"}, {"coord_range": (1.0, -1.0)}, {"output_map_contract": "both"},
+                {"output_map_edges": "diagonal"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            LinearNAO(in_channels=8, out_channels=4, n_pairs=4, **bad)
     ref = NIPS(in_channels=8, out_channels=4, n_pairs=4, n_modes=(9, 9), input_norm="token_affine",
                grid_shape=(9, 9))
     with pytest.raises(ValueError, match="per-token affine"):
