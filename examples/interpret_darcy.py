@@ -40,7 +40,7 @@ inner = (slice(1, -1),) * 2
 exact = recover_permeability(darcy_greens(b), b.shape)
 print(f"recovery from the exact G: {np.linalg.norm(exact[inner] - b[inner]) / np.linalg.norm(b[inner]):.2%}")
 
-metrics = kernel_metrics(predictor.model, predictor.processor, tasks, test, n_pairs=predictor.n_pairs)
+metrics = kernel_metrics(predictor, tasks, test, n_pairs=predictor.n_pairs)
 print(f"over {metrics['n_systems']} unseen systems, context of {predictor.n_pairs} pairs:")
 rows = [("kernel error |M-G|/|G|", metrics["kernel_rel_err"]),
         (f"same on the inputs' span (rank {metrics['span_rank']})", metrics["kernel_rel_err_span"]),

@@ -1,7 +1,8 @@
 """The ``nips-plugin`` command: parse arguments and call the library (no logic of its own).
 
     nips-plugin benchmark [--preset darcy|elasticity|tiny | --data TASKS.h5] [--models ...]
-                          [--epochs N] [--device cpu|cuda] [--out DIR] [--seed S] [--force]
+                          [--epochs N] [--n-pairs D] [--n-queries Q] [--draws-per-system K]
+                          [--device cpu|cuda] [--out DIR] [--seed S] [--force | --resume]
     nips-plugin train --config NAME [--model NAME] [--model.KEY VALUE ...] [--epochs N]
                       [--resume] [--force] [--mixed-precision]      (also under torchrun)
     nips-plugin scaling --models ... --grids 21,41,81 --batch B --device cpu|cuda
@@ -23,7 +24,9 @@ def _benchmark(args):
     from .training.benchmark import results_table, run_benchmark
     results = run_benchmark(preset=args.preset, data=args.data, models=_csv(args.models),
                             epochs=args.epochs, device=args.device, out=args.out, seed=args.seed,
-                            force=args.force, progress=not args.quiet)
+                            force=args.force, resume=args.resume, progress=not args.quiet,
+                            n_pairs=args.n_pairs, n_queries=args.n_queries,
+                            draws_per_system=args.draws_per_system)
     print(results_table(results))
     print(f"results, checkpoints and plots in {args.out}")
 
@@ -106,11 +109,18 @@ def build_parser():
     source.add_argument("--preset", default="darcy", help="darcy (default), elasticity or tiny")
     source.add_argument("--data", default=None, help="a task file (HDF5) instead of a preset")
     bench.add_argument("--models", default="nips,nao,linear_nao,fno,tfno")
-    bench.add_argument("--epochs", type=int, default=None, help="epochs per model (default: the preset's)")
+    bench.add_argument("--epochs", type=int, default=None,
+                       help="epochs for every model (default: the preset's equal-time budget)")
+    bench.add_argument("--n-pairs", type=int, default=None,
+                       help="context pairs d per sample (default: 40, or what the data allow)")
+    bench.add_argument("--n-queries", type=int, default=None, help="queries q per sample (default: 10)")
+    bench.add_argument("--draws-per-system", type=int, default=None,
+                       help="random draws of each training system per epoch (default: 10)")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--out", default="runs/benchmark")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    bench.add_argument("--resume", action="store_true", help="continue an interrupted benchmark in --out")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
 
     train = sub.add_parser("train", help="train one model from a shipped config (zencfg overrides allowed)",
@@ -150,7 +160,8 @@ def main(argv=None):
         print(f"nips-plugin {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"nips-plugin {args.command}: interrupted (checkpoints up to the last finished epoch are kept; "
-              f"use --resume to continue a train run)", file=sys.stderr)
+        hint = "; use --resume to continue" if args.command in ("benchmark", "train") else ""
+        print(f"nips-plugin {args.command}: interrupted (checkpoints up to the last finished epoch are "
+              f"kept{hint})", file=sys.stderr)
         return 130
     return 0

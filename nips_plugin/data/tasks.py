@@ -193,6 +193,28 @@ class TaskSet:
         """Names of the hidden fields, sorted (the order they are stacked in)."""
         return sorted(self.params)
 
+    def response_asymmetry(self, max_systems=20):
+        r"""How far the training systems' operators are from symmetric, measured on their pairs.
+
+        For a linear ``u = G f`` the Gram matrix ``A = F U^T``
+        (``A_{ij} = <f_i, G f_j>``) is symmetric for every set of inputs exactly
+        when ``G`` is symmetric on their span. Returns the median over the
+        first ``max_systems`` training systems of
+        ``||A - A^T||_F / ||A||_F`` (0: symmetric, as the Green's operators of
+        self-adjoint problems such as Darcy flow; ``inf`` when ``c_f != c_u``,
+        where symmetry has no meaning).
+        """
+        if self.in_components != self.out_components:
+            return float("inf")
+        systems = self.indices("train")
+        systems = (systems if len(systems) else np.arange(self.n_systems))[:max_systems]
+        values = []
+        for s in systems:
+            F = self.f[s].reshape(self.n_pairs, -1).astype(np.float64)
+            A = F @ self.u[s].reshape(self.n_pairs, -1).astype(np.float64).T
+            values.append(np.linalg.norm(A - A.T) / max(np.linalg.norm(A), np.finfo(float).tiny))
+        return float(np.median(values))
+
     def indices(self, *split_names):
         """Indices of the systems whose split is one of ``split_names``, ascending."""
         bad = sorted(set(split_names) - set(SPLITS))

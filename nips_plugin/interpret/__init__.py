@@ -1,7 +1,9 @@
 """Interpretability and inverse problems for trained in-context operators.
 
 * :class:`InContextPredictor`: a trained NIPS / NAO / LinearNAO with its data
-  processor, predicting and exposing its kernel ``u ≈ M f`` in physical units.
+  processor, predicting and exposing its kernel ``u ≈ M f`` in physical units;
+  :class:`LeastSquaresPredictor`: the same for in-context least squares (the
+  no-learning floor, kernel ``U F^+``).
 * :func:`greens_operator`: the exact discrete solution operator ``G`` of a
   Darcy or elasticity system, in the kernel's layout, to compare ``M`` with.
 * :func:`recover_permeability`, :func:`recover_modulus`: the hidden field from a
@@ -12,12 +14,12 @@
 """
 from .figures import interpret_run, plot_interpretation
 from .greens import darcy_greens, elasticity_greens, greens_operator
-from .predictor import InContextPredictor
-from .recovery import (classical_recovery, input_principal_basis, kernel_metrics, phase_accuracy,
-                       recover_modulus, recover_permeability)
+from .predictor import InContextPredictor, LeastSquaresPredictor
+from .recovery import (classical_recovery, input_principal_basis, kernel_metrics, log_correlation,
+                       phase_accuracy, recover_modulus, recover_permeability)
 
 __all__ = [
-    "InContextPredictor", "greens_operator", "darcy_greens", "elasticity_greens",
+    "InContextPredictor", "LeastSquaresPredictor", "greens_operator", "darcy_greens", "elasticity_greens",
     "recover_permeability", "recover_modulus", "classical_recovery", "phase_accuracy",
-    "input_principal_basis", "kernel_metrics", "plot_interpretation", "interpret_run",
+    "input_principal_basis", "kernel_metrics", "log_correlation", "plot_interpretation", "interpret_run",
 ]

@@ -15,6 +15,7 @@ import torch
 
 from ..data.loaders import InContextDataProcessor
 from ..layers.context import pack_context, unpack_responses
+from ..layers.context_fit import ContextFit
 from ..models.incontext import InContextOperator
 from ..training.run import load_run
 from ..training.zoo import IN_CONTEXT_MODELS
@@ -87,12 +88,21 @@ class InContextPredictor:
         """``c_u``."""
         return self.model.layout.out_components
 
+    @property
+    def n_dim(self):
+        """Grid dimension."""
+        return self.model.n_dim
+
+    def _tensor_options(self):
+        param = next(self.model.parameters())
+        return dict(device=param.device, dtype=param.dtype)
+
     def _read(self, name, a, components, n_functions=None):
         """``a`` as a batched float tensor ``[B, n, c, *grid]`` on the model, and whether it was batched."""
         if not (torch.is_tensor(a) or hasattr(a, "__array__")):
             raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(a).__name__}")
         t = torch.as_tensor(a)
-        n_dim = self.model.n_dim
+        n_dim = self.n_dim
         if t.ndim not in (n_dim + 2, n_dim + 3):
             raise ValueError(f"{name} must be [n, c, *grid] or [B, n, c, *grid] with a {n_dim}-D grid, "
                              f"got shape {tuple(t.shape)}")
@@ -106,8 +116,7 @@ class InContextPredictor:
                              f"contexts of d = {n_functions} pairs")
         if t.shape[1] < 1:
             raise ValueError(f"{name} holds no functions")
-        param = next(self.model.parameters())
-        t = t.to(device=param.device, dtype=param.dtype)
+        t = t.to(**self._tensor_options())
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} has non-finite (NaN/inf) values")
         return t, batched
@@ -120,6 +129,15 @@ class InContextPredictor:
             raise ValueError(f"u_ctx {tuple(torch.as_tensor(u_ctx).shape)} must have the batching, batch "
                              f"size and grid of f_ctx {tuple(torch.as_tensor(f_ctx).shape)}")
         return f, u, batched
+
+    def _queries(self, f_ctx, u_ctx, f_query):
+        """Validated, batched context and query tensors, and the batching flag."""
+        f, u, batched = self._context(f_ctx, u_ctx)
+        fq, q_batched = self._read("f_query", f_query, self.in_components)
+        if q_batched != batched or fq.shape[0] != f.shape[0] or fq.shape[3:] != f.shape[3:]:
+            raise ValueError(f"f_query {tuple(torch.as_tensor(f_query).shape)} must have the batching, batch "
+                             f"size and grid of f_ctx {tuple(torch.as_tensor(f_ctx).shape)}")
+        return f, u, fq, batched
 
     def _sigmas(self, like):
         """``sigma_f [c_f]``, ``sigma_u [c_u]`` on the device and dtype of ``like``."""
@@ -160,11 +178,7 @@ class InContextPredictor:
             ``[q, c_u, *grid]`` (or ``[B, q, c_u, *grid]``) predicted responses,
             the kind and dtype of ``f_query``.
         """
-        f, u, batched = self._context(f_ctx, u_ctx)
-        fq, q_batched = self._read("f_query", f_query, self.in_components)
-        if q_batched != batched or fq.shape[0] != f.shape[0] or fq.shape[3:] != f.shape[3:]:
-            raise ValueError(f"f_query {tuple(torch.as_tensor(f_query).shape)} must have the batching, batch "
-                             f"size and grid of f_ctx {tuple(torch.as_tensor(f_ctx).shape)}")
+        f, u, fq, batched = self._queries(f_ctx, u_ctx, f_query)
         sf, su = self._sigmas(f)
         x = pack_context(f / self._per_component(sf, f), u / self._per_component(su, u),
                          fq / self._per_component(sf, fq))
@@ -198,3 +212,52 @@ class InContextPredictor:
         row = su.repeat_interleave(N)  # component-major: N entries per component
         col = sf.repeat_interleave(N)
         return self._like(row[:, None] * M / col, f_ctx, batched)
+
+
+class LeastSquaresPredictor(InContextPredictor):
+    r"""In-context least squares: the no-learning floor, with the predictor's interface.
+
+    A query ``f`` is fitted by the context inputs, ``f \approx a F``, and
+    predicted with the same combination of the context responses, ``a U``
+    (:class:`~nips_plugin.layers.context_fit.ContextFit`); its kernel is the
+    rank-``d`` matrix ``U F^+``. With ``mode="symmetric"`` the operator is also
+    assumed symmetric, which fixes its span side exactly as well (still nothing
+    learned). Physical units throughout (the fit is scale-equivariant),
+    computed in float64.
+
+    Parameters
+    ----------
+    n_pairs : int
+        Context pairs ``d``.
+    in_components, out_components : int, default 1
+    n_dim : int, default 2
+    mode : {"least_squares", "symmetric"}
+    """
+
+    def __init__(self, n_pairs, in_components=1, out_components=1, n_dim=2, mode="least_squares"):
+        self._layout = (n_pairs, in_components, out_components, n_dim)
+        self.mode, self.model, self.processor, self.config = mode, None, None, None
+
+    n_pairs = property(lambda self: self._layout[0])
+    in_components = property(lambda self: self._layout[1])
+    out_components = property(lambda self: self._layout[2])
+    n_dim = property(lambda self: self._layout[3])
+
+    def _tensor_options(self):
+        return dict(dtype=torch.float64)
+
+    def _fit(self, f, u):
+        return ContextFit(f.flatten(2), u.flatten(2), self.mode)
+
+    @torch.no_grad()
+    def predict(self, f_ctx, u_ctx, f_query):
+        """As :meth:`InContextPredictor.predict`."""
+        f, u, fq, batched = self._queries(f_ctx, u_ctx, f_query)
+        y = self._fit(f, u).predict(fq.flatten(2))
+        return self._like(y.reshape(*fq.shape[:2], self.out_components, *fq.shape[3:]), f_query, batched)
+
+    @torch.no_grad()
+    def kernel(self, f_ctx, u_ctx):
+        """As :meth:`InContextPredictor.kernel`."""
+        f, u, batched = self._context(f_ctx, u_ctx)
+        return self._like(self._fit(f, u).kernel(), f_ctx, batched)

@@ -117,7 +117,7 @@ def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
         n_test_samples_per_system=n_test_samples_per_system, distributed=distributed,
         n_train_samples_per_epoch=draws_per_system * len(tasks.indices("train")) or None)
     n_dim = len(tasks.grid_shape)
-    cfg = model_config(model_name, processor.layout, n_dim, n_hidden=processor.n_hidden,
+    cfg = model_config(model_name, processor.layout, n_dim, n_hidden=processor.n_hidden, tasks=tasks,
                        **(model_overrides or {}))
     opt = optimizer_defaults(model_name)
     opt = {"lr": lr if lr > 0 else opt["lr"],

@@ -23,7 +23,24 @@ MODELS = ("nips", "nao", "linear_nao", "fno", "tfno", "fno_oracle")
 IN_CONTEXT_MODELS = ("nips", "nao", "linear_nao")
 
 
-def model_config(name, layout, n_dim, n_hidden=0, **overrides):
+#: ``response_asymmetry`` of the training data below which NIPS's ``context_fit="auto"``
+#: assumes a symmetric operator (Darcy data: 4e-9; the elasticity preset's consistent
+#: mass matrix: 4e-3)
+SYMMETRY_TOLERANCE = 0.02
+
+
+def resolve_context_fit(value, tasks=None):
+    """``"auto"``: ``"symmetric"`` when the tasks' operators are measured symmetric
+    (:meth:`~nips_plugin.data.tasks.TaskSet.response_asymmetry` below
+    :data:`SYMMETRY_TOLERANCE`), else (or without tasks) ``"least_squares"``, which any
+    linear operator allows; other values unchanged."""
+    if value != "auto":
+        return value
+    symmetric = tasks is not None and tasks.response_asymmetry() < SYMMETRY_TOLERANCE
+    return "symmetric" if symmetric else "least_squares"
+
+
+def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
     """The ``model`` config section of ``name`` for a data layout.
 
     Parameters
@@ -36,6 +53,9 @@ def model_config(name, layout, n_dim, n_hidden=0, **overrides):
         Grid dimension.
     n_hidden : int
         Hidden-field channels (only ``fno_oracle``).
+    tasks : TaskSet, optional
+        The training data, to resolve NIPS's ``context_fit="auto"``
+        (:func:`resolve_context_fit`).
     **overrides
         Constructor arguments replacing the defaults.
 
@@ -49,6 +69,8 @@ def model_config(name, layout, n_dim, n_hidden=0, **overrides):
     defaults.pop("_config_name")  # zencfg bookkeeping, not a constructor argument
     arch = defaults.pop("model_arch")
     kwargs = {**defaults, **overrides}
+    if "context_fit" in kwargs:
+        kwargs["context_fit"] = resolve_context_fit(kwargs["context_fit"], tasks)
     if "n_modes" in kwargs and isinstance(kwargs["n_modes"], int):
         kwargs["n_modes"] = (kwargs["n_modes"],) * n_dim
     if name in IN_CONTEXT_MODELS:
@@ -65,9 +87,9 @@ def model_config(name, layout, n_dim, n_hidden=0, **overrides):
                   "out_channels": layout.out_channels, **kwargs})
 
 
-def build_model(name, layout, n_dim, n_hidden=0, **overrides):
+def build_model(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
     """Build model ``name`` for a data layout with ``neuralop.get_model`` (see :func:`model_config`)."""
-    return get_model(Bunch({"model": model_config(name, layout, n_dim, n_hidden, **overrides)}))
+    return get_model(Bunch({"model": model_config(name, layout, n_dim, n_hidden, tasks, **overrides)}))
 
 
 def optimizer_defaults(name):

@@ -8,7 +8,8 @@ import torch
 
 from nips_plugin.data.families import make_darcy_tasks, make_elasticity_tasks
 from nips_plugin.data.loaders import InContextDataProcessor
-from nips_plugin.interpret import InContextPredictor, interpret_run, kernel_metrics, plot_interpretation
+from nips_plugin.interpret import (InContextPredictor, LeastSquaresPredictor, interpret_run, kernel_metrics,
+                                   log_correlation, plot_interpretation)
 from nips_plugin.interpret.figures import run_tasks
 from nips_plugin.layers.context import ContextLayout, pack_context, unpack_responses
 from nips_plugin.training.zoo import build_model, model_config
@@ -153,7 +154,7 @@ def test_kernel_metrics_on_a_model(tmp_path, make):
     tasks = tiny_tasks(tmp_path, make)
     model, proc = write_run(tmp_path / "run", "linear_nao", tasks)
     test = tasks.indices("test")
-    metrics = kernel_metrics(model, proc, tasks, test, n_pairs=D, noise_levels=(0.0,))
+    metrics = kernel_metrics(InContextPredictor(model, proc), tasks, test, n_pairs=D, noise_levels=(0.0,))
     c = tasks.in_components
     assert metrics["n_systems"] == 2 and 1 <= metrics["span_rank"] <= c * N * N
     assert [p["system"] for p in metrics["per_system"]] == list(test)
@@ -162,7 +163,7 @@ def test_kernel_metrics_on_a_model(tmp_path, make):
     assert set(metrics["classical_rel_err"]) == {0.0} and metrics["classical_rel_err"][0.0] < 0.25
     assert ("phase_accuracy" in metrics) == (c == 1)  # two-phase permeabilities, continuous digits
     with pytest.raises(ValueError, match="contexts of 4 pairs"):
-        kernel_metrics(model, proc, tasks, test, n_pairs=5)
+        kernel_metrics(InContextPredictor(model, proc), tasks, test, n_pairs=5)
 
 
 def test_plot_interpretation_two_components(tmp_path):
@@ -172,3 +173,34 @@ def test_plot_interpretation_two_components(tmp_path):
     paths = plot_interpretation(G + 0.1, G, true, true * 1.1, {0.01: true * 0.9}, tmp_path / "fig")
     assert sorted(paths) == ["fields", "kernel_rows", "spectrum"]
     assert all(p.stat().st_size > 0 for p in paths.values())
+
+
+@pytest.mark.parametrize("mode", ["least_squares", "symmetric"])
+def test_least_squares_predictor(tmp_path, mode):
+    """The no-learning floor: a U for the query f = a F + r, its kernel U F^+ (numpy's pinv)."""
+    tasks = tiny_tasks(tmp_path, make_darcy_tasks)
+    ls = LeastSquaresPredictor(D, mode=mode)
+    f, u, fq = tasks.f[0, :D], tasks.u[0, :D], tasks.f[0, D:D + 2]
+    M = ls.kernel(f, u)
+    F, U = f.reshape(D, -1).astype(np.float64), u.reshape(D, -1).astype(np.float64)
+    expected = U.T @ np.linalg.pinv(F.T)
+    if mode == "symmetric":
+        Fp = np.linalg.pinv(F.T)
+        expected = expected + Fp.T @ U @ (np.eye(F.shape[1]) - F.T @ Fp)
+    np.testing.assert_allclose(M, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    assert M.dtype == np.float32 and M.shape == (N * N, N * N)
+    pred = ls.predict(f, u, fq)
+    np.testing.assert_allclose(pred.reshape(2, -1), fq.reshape(2, -1) @ M.T, rtol=1e-4,
+                               atol=1e-5 * np.abs(pred).max())
+    metrics = kernel_metrics(ls, tasks, tasks.indices("test"), n_pairs=D, noise_levels=())
+    assert metrics["context_misfit"] < 1e-5 and 0 < metrics["kernel_rel_err"] < 1.5
+    with pytest.raises(ValueError, match="d = 4 pairs"):
+        ls.kernel(f[:3], u[:3])
+
+
+def test_log_correlation():
+    true = np.exp(np.random.default_rng(0).standard_normal((5, 5)))
+    assert log_correlation(2 * true, true) == pytest.approx(1.0)
+    assert log_correlation(1 / true, true) == pytest.approx(-1.0)
+    # non-positive estimates are clipped, not NaN
+    assert np.isfinite(log_correlation(true - true.mean(), true))

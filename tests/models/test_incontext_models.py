@@ -28,7 +28,9 @@ def sample(n_dim, B=2, d=4, cf=1, cu=1, q=3):
 @pytest.mark.parametrize("cf,cu", [(1, 1), (2, 2), (2, 1)])
 @pytest.mark.parametrize("q", [0, 3])
 def test_shapes_gradients_kernel(cls, n_dim, cf, cu, q):
-    model = build(cls, n_dim, cf=cf, cu=cu, q=q)
+    # NIPS's context fit reproduces the context exactly, leaving nothing to learn when q = 0
+    options = {"context_fit": "none"} if cls is NIPS and q == 0 else {}
+    model = build(cls, n_dim, cf=cf, cu=cu, q=q, **options)
     f, u, fq = sample(n_dim, cf=cf, cu=cu, q=q)
     x = pack_context(f, u, fq)
     out = model(x, y=torch.zeros(1))  # the Trainer passes the whole batch
@@ -47,6 +49,35 @@ def test_shapes_gradients_kernel(cls, n_dim, cf, cu, q):
         inputs = (fq if q else f).flatten(2)  # [B, m, N c_f]
         via_kernel = torch.einsum("bij,bmj->bmi", M, inputs).reshape(out.shape)
         torch.testing.assert_close(via_kernel, out.detach(), rtol=1e-4, atol=1e-6 * out.abs().max())
+
+
+@pytest.mark.parametrize("context_fit", ["least_squares", "symmetric"])
+@pytest.mark.parametrize("n_dim", [1, 2, 3])
+@pytest.mark.parametrize("input_norm", ["coordinate", "slab"])
+def test_nips_context_fit(context_fit, n_dim, input_norm):
+    """The learned kernel acts on what the context does not span: the context is reproduced
+    exactly, u = M f still holds with the whole kernel, and every parameter learns from queries."""
+    model = build(NIPS, n_dim, q=3, context_fit=context_fit, input_norm=input_norm)
+    f, u, fq = sample(n_dim)
+    out = model(pack_context(f, u, fq))
+    out.square().sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"unused parameter {name}"
+    with torch.no_grad():
+        M = model.extract_kernel(pack_context(f, u, fq))
+        via_kernel = torch.einsum("bij,bmj->bmi", M, fq.flatten(2)).reshape(out.shape)
+        torch.testing.assert_close(via_kernel, out.detach(), rtol=1e-4, atol=1e-5 * out.abs().max())
+        context = build(NIPS, n_dim, q=0, context_fit=context_fit, input_norm=input_norm)
+        context.load_state_dict(model.state_dict())
+        torch.testing.assert_close(context(pack_context(f, u)), u.flatten(1, 2), rtol=1e-4, atol=1e-4)
+        if context_fit == "symmetric":
+            # on a symmetric system the whole kernel is consistent with symmetry on the span:
+            # its transpose maps the context inputs to their responses too
+            N = torch.Size(GRIDS[n_dim]).numel()
+            A = torch.randn(N, N)
+            u_sym = (f.flatten(2) @ (A @ A.T / N)).reshape(u.shape)
+            M = model.extract_kernel(pack_context(f, u_sym, fq))
+            torch.testing.assert_close(f.flatten(2) @ M, u_sym.flatten(2), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("cls", [NIPS, NAO, LinearNAO])

@@ -3,10 +3,16 @@ import json
 
 import pytest
 
-from nips_plugin.cli import main
-from nips_plugin.training.benchmark import run_benchmark
+import numpy as np
 
-KEYS = {"model", "params", "id_rel_l2", "ood_rel_l2", "ctx_rel_l2", "sec_per_epoch", "peak_mem_mb", "epochs"}
+from nips_plugin.cli import main
+from nips_plugin.data.loaders import load_incontext
+from nips_plugin.layers.context import unpack_context
+from nips_plugin.training.benchmark import default_sampling, run_benchmark
+from nips_plugin.training.run import load_data
+from nips_plugin.training.trainer import RunTrainer
+
+KEYS = {"model", "params", "id_rel_l2", "ood_rel_l2", "ctx_rel_l2", "train_seconds", "peak_mem_mb", "epochs"}
 
 
 def test_benchmark_tiny_end_to_end(tmp_path, capsys):
@@ -15,12 +21,30 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
                  "--out", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["preset"] == "tiny" and results["device"] == "cpu"
-    assert [r["model"] for r in results["rows"]] == ["nips", "linear_nao", "fno", "fno_oracle"]
+    names = [r["model"] for r in results["rows"]]
+    assert names == ["nips", "linear_nao", "fno", "fno_oracle", "lstsq", "lstsq_sym"]
+    rows = {r["model"]: r for r in results["rows"]}
+    # the no-learning rows on the same test draws, against a direct dense solve
+    _, loaders, _ = load_incontext(load_data("tiny", progress=False), 6, 2, batch_size=4, seed=0)
+    errors = []
+    for batch in loaders["id"]:
+        f, u, fq = (t.double().flatten(2).numpy() for t in unpack_context(batch["x"], 6))
+        for b in range(len(f)):
+            pred = np.linalg.lstsq(f[b].T, fq[b].T, rcond=None)[0].T @ u[b]
+            y = batch["y"][b].double().flatten(1).numpy()
+            errors += list(np.linalg.norm(pred - y, axis=1) / np.linalg.norm(y, axis=1))
+    assert rows["lstsq"]["id_rel_l2"] == pytest.approx(np.mean(errors), rel=1e-6)
+    assert rows["lstsq_sym"]["id_rel_l2"] < rows["lstsq"]["id_rel_l2"]   # Darcy: symmetric operators
+    assert rows["nips"]["vs_lstsq"] == pytest.approx(rows["nips"]["id_rel_l2"] / np.mean(errors), rel=1e-6)
     for row in results["rows"]:
+        if row["model"].startswith("lstsq"):
+            assert row["params"] == 0 and row["ctx_rel_l2"] == 0.0 and 0 < row["kernel_rel_err"] < 2
+            continue
         assert KEYS <= set(row)
-        assert row["epochs"] == 2 and row["params"] > 0 and row["sec_per_epoch"] > 0
+        assert row["epochs"] == 2 and row["params"] > 0 and row["train_seconds"] > 0
         assert 0 < row["id_rel_l2"] < 10 and 0 < row["ood_rel_l2"] < 10
         assert (row["ctx_rel_l2"] is None) == (row["model"] in ("fno", "fno_oracle"))
+    for row in results["rows"]:
         # zero-shot super-resolution: the same unseen systems on a 13x13 grid
         assert 0 < row["superres_rel_l2"]["13"] < 10
     for name in ("nips", "fno", "fno_oracle"):
@@ -56,3 +80,38 @@ def test_existing_output_needs_force(tmp_path, capsys):
     assert main(["benchmark", "--preset", "tiny", "--out", str(out), "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
+
+
+def test_default_sampling_fits_small_files():
+    assert default_sampling(100) == (40, 10)
+    assert default_sampling(20) == (16, 4)
+    assert default_sampling(20, n_pairs=10) == (10, 10)
+    assert default_sampling(3) == (2, 1)
+
+
+def test_interrupted_benchmark_resumes(tmp_path, capsys, monkeypatch):
+    """Interrupted in its second model: --resume keeps the finished model, continues the
+    interrupted one from its last epoch, and gives the uninterrupted numbers."""
+    args = ["benchmark", "--preset", "tiny", "--models", "nips,linear_nao", "--epochs", "2", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "straight")]) == 0
+    original = RunTrainer.on_epoch_start
+    calls = []
+
+    def interrupt_in_second_model(self, epoch):
+        calls.append(epoch)
+        if len(calls) == 4:   # nips: epochs 0, 1; linear_nao: epoch 0, then stop before epoch 1
+            raise KeyboardInterrupt
+        original(self, epoch)
+
+    monkeypatch.setattr(RunTrainer, "on_epoch_start", interrupt_in_second_model)
+    cut = str(tmp_path / "cut")
+    assert main(args + ["--out", cut]) == 130
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(RunTrainer, "on_epoch_start", original)
+    assert main(args + ["--out", cut]) == 2                     # refuses to overwrite
+    assert main(args + ["--out", cut, "--resume"]) == 0
+    straight, resumed = (json.loads((tmp_path / name / "results.json").read_text())["rows"]
+                         for name in ("straight", "cut"))
+    for a, b in zip(straight, resumed):
+        assert a["model"] == b["model"] and a.get("epochs") == b.get("epochs")
+        assert a["id_rel_l2"] == pytest.approx(b["id_rel_l2"], rel=1e-5)
