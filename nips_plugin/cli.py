@@ -76,6 +76,7 @@ def _train(args, extra):
     name = model.pop("model_arch")
     run = train_run(name, tasks, config.out, n_pairs=data.n_pairs, n_queries=data.n_queries,
                     batch_size=data.batch_size, n_test_samples_per_system=data.n_test_samples_per_system,
+                    draws_per_system=data.draws_per_system,
                     epochs=config.epochs, device=config.device, seed=config.seed, lr=config.opt.lr,
                     weight_decay=config.opt.weight_decay, model_overrides=model, resume=args.resume,
                     mixed_precision=args.mixed_precision or config.mixed_precision,
@@ -115,7 +116,8 @@ def build_parser():
                        help="context pairs d per sample (default: 40, or what the data allow)")
     bench.add_argument("--n-queries", type=int, default=None, help="queries q per sample (default: 10)")
     bench.add_argument("--draws-per-system", type=int, default=None,
-                       help="random draws of each training system per epoch (default: 10)")
+                       help="random draws of each training system per epoch (default: 900 samples "
+                            "per epoch in all)")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--out", default="runs/benchmark")
     bench.add_argument("--seed", type=int, default=0)

@@ -62,14 +62,15 @@ BUDGET_SECONDS = 60
 #: NIPS 1.5, NAO 13, LinearNAO 14, FNO 2.5, TFNO 3.5, oracle 2). The in-context models use one
 #: attention layer (the kernel layer) in this budget.
 PRESET_SETTINGS = {
-    "darcy": dict(n_pairs=40, n_queries=10, batch_size=16, draws_per_system=10, in_context_layers=1,
+    "darcy": dict(n_pairs=40, n_queries=10, batch_size=16, samples_per_epoch=900, in_context_layers=1,
                   n_test_samples_per_system=4, epochs=dict(nips=40, nao=5, linear_nao=4, fno=24, tfno=17, fno_oracle=30)),
-    "elasticity": dict(n_pairs=30, n_queries=10, batch_size=16, draws_per_system=10, in_context_layers=1,
+    "elasticity": dict(n_pairs=30, n_queries=10, batch_size=16, samples_per_epoch=900, in_context_layers=1,
                        n_test_samples_per_system=4, epochs=dict(nips=20, nao=2, linear_nao=3, fno=8, tfno=6, fno_oracle=10)),
-    "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, draws_per_system=2, in_context_layers=1,
+    "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, samples_per_epoch=12, in_context_layers=1,
                  n_test_samples_per_system=4, epochs=2),
 }
-#: task files: the Darcy preset's budget; context and queries adapt to the pairs per system
+#: task files: the Darcy preset's budget (the same samples per epoch, whatever the number of
+#: training systems); context and queries adapt to the pairs per system
 FILE_SETTINGS = dict(PRESET_SETTINGS["darcy"], n_pairs=None, n_queries=None)
 
 
@@ -263,7 +264,8 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
     oracle : bool
         Add the ``fno_oracle`` row when the tasks have hidden fields.
     **overrides
-        ``n_pairs``, ``n_queries``, ``batch_size``, ``draws_per_system``,
+        ``n_pairs``, ``n_queries``, ``batch_size``, ``draws_per_system`` (default: enough
+        for the preset's ``samples_per_epoch``),
         ``n_test_samples_per_system``, ``in_context_layers`` (``n_layers`` of
         NIPS / NAO / LinearNAO).
 
@@ -286,6 +288,8 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
     tasks = load_data(preset, data, seed=seed, progress=progress)
     settings["n_pairs"], settings["n_queries"] = default_sampling(tasks.n_pairs, settings["n_pairs"],
                                                                   settings["n_queries"])
+    if not settings.get("draws_per_system"):  # many random draws of every system per epoch
+        settings["draws_per_system"] = math.ceil(settings["samples_per_epoch"] / len(tasks.indices("train")))
     check_sampling(tasks, settings["n_pairs"], settings["n_queries"])
     out = prepare_dir(out, force=force, resume=resume)
     patch_spectral_conv()  # FNO/TFNO exact on odd grids (neuraloperator 2.0.0 bug)
@@ -293,7 +297,8 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
     results_extra = {"response_asymmetry": tasks.response_asymmetry()}
     baselines = ["lstsq"] + (["lstsq_sym"] if results_extra["response_asymmetry"] < SYMMETRY_TOLERANCE else [])
     names = list(models) + (["fno_oracle"] if oracle and tasks.params and "fno_oracle" not in models else [])
-    sampling = {k: v for k, v in settings.items() if k not in ("in_context_layers", "epochs")}
+    not_sampling = ("in_context_layers", "epochs", "samples_per_epoch")
+    sampling = {k: v for k, v in settings.items() if k not in not_sampling}
     rows, runs = [], {}
     for name in names:
         if progress:

@@ -65,6 +65,7 @@ class DataConfig(ConfigBase):
     n_pairs: int = 40               # context pairs d
     n_queries: int = 10             # queries q per sample
     batch_size: int = 16
+    draws_per_system: int = 10      # random draws of each training system per epoch
     n_test_samples_per_system: int = 4
 
 
@@ -96,7 +97,7 @@ class Elasticity(TrainConfig):
 
 class Tiny(TrainConfig):
     """A seconds-long run for smoke tests."""
-    data: DataConfig = DataConfig(preset="tiny", n_pairs=6, n_queries=2, batch_size=4,
+    data: DataConfig = DataConfig(preset="tiny", n_pairs=6, n_queries=2, batch_size=4, draws_per_system=2,
                                   n_test_samples_per_system=1)
     epochs: int = 2
 

@@ -137,3 +137,20 @@ def test_save_validates_before_writing(tmp_path):
     assert not (tmp_path / "t.h5").exists()
     with pytest.raises(ValueError, match="attribute 'grid'"):
         save_tasks(tmp_path / "t.h5", u, u, grid=[1, 2])
+
+
+def test_response_asymmetry_tells_symmetric_operators_apart():
+    from nips_plugin.training.zoo import SYMMETRY_TOLERANCE, resolve_context_fit
+    rng = np.random.default_rng(1)
+    S, P, N = 4, 6, 10
+    A = rng.standard_normal((N, N))
+    f = rng.standard_normal((S, P, 1, N))
+    symmetric = TaskSet(f=f, u=f @ (A + A.T), split=["train"] * S)
+    general = TaskSet(f=f, u=f @ A, split=["train"] * S)
+    assert symmetric.response_asymmetry() < 1e-6
+    assert general.response_asymmetry() > 0.5
+    assert TaskSet(*_arrays()[:2]).response_asymmetry() == float("inf")   # c_f != c_u
+    assert resolve_context_fit("auto", symmetric) == "symmetric"
+    assert resolve_context_fit("auto", general) == resolve_context_fit("auto") == "least_squares"
+    assert resolve_context_fit("none", symmetric) == "none"
+    assert general.response_asymmetry() > SYMMETRY_TOLERANCE > symmetric.response_asymmetry()
