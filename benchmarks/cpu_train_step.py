@@ -15,7 +15,7 @@
    The three are timed in interleaved rounds (the machine may be shared): the
    table gives the median and the minimum, and the speed-up of the median.
 2. Peak memory of the default NIPS train step on larger grids (in a forked
-   child, see ``nips_plugin.training.profiling.peak_memory_mb``), per 1000 grid
+   child, see ``nips_plugin.evaluation.profiling.peak_memory_mb``), per 1000 grid
    points: constant when memory grows linearly with the grid; and the same with
    ``checkpoint_layers=True`` on the largest grid.
 """
@@ -35,7 +35,7 @@ from reference_forward import random_reference_state_dict, reference_forward  # 
 from nips_plugin import pack_context  # noqa: E402
 from nips_plugin.compat import from_reference_state_dict  # noqa: E402
 from nips_plugin.layers.context import ContextLayout  # noqa: E402
-from nips_plugin.training.profiling import (peak_memory_mb, relative_l2_loss,  # noqa: E402
+from nips_plugin.evaluation.profiling import (peak_memory_mb, relative_l2_loss,  # noqa: E402
                                             train_step_fn)
 from nips_plugin.training.zoo import build_model  # noqa: E402
 

@@ -21,7 +21,7 @@ def _csv(text):
 
 
 def _benchmark(args):
-    from .training.benchmark import results_table, run_benchmark
+    from .evaluation.benchmark import results_table, run_benchmark
     results = run_benchmark(preset=args.preset, data=args.data, models=_csv(args.models),
                             epochs=args.epochs, device=args.device, out=args.out, seed=args.seed,
                             force=args.force, resume=args.resume, progress=not args.quiet,
@@ -90,7 +90,7 @@ def _train(args, extra):
 
 
 def _scaling(args):
-    from .training.scaling import scaling_main
+    from .evaluation.scaling import scaling_main
     scaling_main(args)
 
 
@@ -134,7 +134,7 @@ def build_parser():
     train.add_argument("--mixed-precision", action="store_true", help="autocast the training forward")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    from .training.scaling import add_scaling_arguments
+    from .evaluation.scaling import add_scaling_arguments
     add_scaling_arguments(sub.add_parser("scaling", help="time and memory per model and grid"))
 
     interp = sub.add_parser("interpret", help="kernels, Green's functions and recovered hidden fields")

@@ -32,8 +32,8 @@ from ..compat import patch_spectral_conv
 from ..layers.context import ContextLayout, pack_context
 from .profiling import (available_memory_mb, inference_fn, is_oom, peak_memory_mb,
                         power_law_extrapolate, relative_l2_loss, time_call, train_step_fn)
-from .trainer import write_json
-from .zoo import IN_CONTEXT_MODELS, build_model
+from ..training.trainer import write_json
+from ..training.zoo import IN_CONTEXT_MODELS, build_model
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -125,7 +125,7 @@ def run_scaling(models, grids, batch_size, device="cpu", n_pairs=50, n_queries=0
         One row per model and grid: ``model, grid, grid_points, tokens, batch,
         params, train_ms, infer_ms, peak_mb`` (added by the first train step:
         optimiser state, gradients, activations; see
-        :func:`~nips_plugin.training.profiling.peak_memory_mb`), ``total_mb``
+        :func:`~nips_plugin.evaluation.profiling.peak_memory_mb`), ``total_mb``
         (CUDA: peak allocated including model and data), ``status`` (``"ok"``,
         ``"oom"``, ``"skipped"`` or ``"error"``) and ``note``.
     """

@@ -6,8 +6,8 @@ import torch
 
 from nips_plugin import NAO, NIPS, LinearNAO, pack_context
 from nips_plugin.layers import fourier_kernel
-from nips_plugin.training import profiling
-from nips_plugin.training.scaling import run_scaling
+from nips_plugin.evaluation import profiling
+from nips_plugin.evaluation.scaling import run_scaling
 
 TINY = dict(batch_size=2, n_pairs=4, qk_channels=6, n_layers=2, warmup=0, repeat=1, progress=False)
 

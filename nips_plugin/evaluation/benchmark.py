@@ -38,9 +38,9 @@ from ..compat import patch_spectral_conv
 from ..data.loaders import QueryRelL2Loss, load_incontext
 from ..layers.context import unpack_context
 from ..layers.context_fit import ContextFit
-from .run import UserError, check_sampling, load_data, prepare_dir, train_run
-from .trainer import write_json
-from .zoo import IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE
+from ..training.run import UserError, check_sampling, load_data, prepare_dir, train_run
+from ..training.trainer import write_json
+from ..training.zoo import IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE
 
 DEFAULT_MODELS = ("nips", "nao", "linear_nao", "fno", "tfno")
 
@@ -59,11 +59,11 @@ BUDGET_SECONDS = 60
 
 #: benchmark settings per preset: sampling, and epochs per model for the equal-time rule
 #: (measured s/epoch on the 2-core sandbox, batch 16, 900 samples per epoch, Darcy:
-#: NIPS 1.5, NAO 13, LinearNAO 14, FNO 2.5, TFNO 3.5, oracle 2). The in-context models use one
+#: NIPS 0.9, NAO 13, LinearNAO 14, FNO 1.5, TFNO 2.9, oracle 1.7). The in-context models use one
 #: attention layer (the kernel layer) in this budget.
 PRESET_SETTINGS = {
     "darcy": dict(n_pairs=40, n_queries=10, batch_size=16, samples_per_epoch=900, in_context_layers=1,
-                  n_test_samples_per_system=4, epochs=dict(nips=40, nao=5, linear_nao=4, fno=24, tfno=17, fno_oracle=30)),
+                  n_test_samples_per_system=4, epochs=dict(nips=60, nao=5, linear_nao=4, fno=36, tfno=20, fno_oracle=36)),
     "elasticity": dict(n_pairs=30, n_queries=10, batch_size=16, samples_per_epoch=900, in_context_layers=1,
                        n_test_samples_per_system=4, epochs=dict(nips=20, nao=2, linear_nao=3, fno=8, tfno=6, fno_oracle=10)),
     "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, samples_per_epoch=12, in_context_layers=1,

@@ -8,7 +8,7 @@ import numpy as np
 from nips_plugin.cli import main
 from nips_plugin.data.loaders import load_incontext
 from nips_plugin.layers.context import unpack_context
-from nips_plugin.training.benchmark import default_sampling, run_benchmark
+from nips_plugin.evaluation.benchmark import default_sampling, run_benchmark
 from nips_plugin.training.run import load_data
 from nips_plugin.training.trainer import RunTrainer
 

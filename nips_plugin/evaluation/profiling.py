@@ -1,6 +1,6 @@
 """Measuring the cost of a call: wall time, peak memory, out-of-memory detection.
 
-Used by the scaling study (:mod:`nips_plugin.training.scaling`), the benchmark
+Used by the scaling study (:mod:`nips_plugin.evaluation.scaling`), the benchmark
 and ``benchmarks/cpu_train_step.py``.
 
 What :func:`peak_memory_mb` measures
