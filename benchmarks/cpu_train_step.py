@@ -10,8 +10,9 @@
      tensors trained by Adam;
    * ``nips (reference-compatible)``: ``nips_plugin.compat.from_reference_state_dict``
      of the same state dict (per-token input affine, every Fourier mode kept);
-   * ``nips (default)``: the resolution-independent NIPS (12 modes, slab input
-     norm) built by ``nips_plugin.training.zoo.build_model`` with the same sizes.
+   * ``nips (default)``: the resolution-independent NIPS (12 modes, coordinate-field
+     input affine, least-squares context fit) built by
+     ``nips_plugin.training.zoo.build_model`` with the same sizes.
    The three are timed in interleaved rounds (the machine may be shared): the
    table gives the median and the minimum, and the speed-up of the median.
 2. Peak memory of the default NIPS train step on larger grids (in a forked

@@ -194,6 +194,7 @@ def test_least_squares_predictor(tmp_path, mode):
                                atol=1e-5 * np.abs(pred).max())
     metrics = kernel_metrics(ls, tasks, tasks.indices("test"), n_pairs=D, noise_levels=())
     assert metrics["context_misfit"] < 1e-5 and 0 < metrics["kernel_rel_err"] < 1.5
+    assert metrics["held_out_misfit"] > 10 * metrics["context_misfit"]   # inexact beyond its context
     with pytest.raises(ValueError, match="d = 4 pairs"):
         ls.kernel(f[:3], u[:3])
 
