@@ -1,0 +1,59 @@
+"""What each piece of the default NIPS buys: the benchmark's Darcy budget, one piece off at a time.
+
+    python benchmarks/nips_ablation.py [--preset darcy] [--out runs/ablation]
+
+Trains NIPS exactly as ``nips-plugin benchmark`` does on the preset (same draws,
+epochs, batch and layers) for each variant, and prints the unseen-system error
+next to in-context least squares (no learning) on the same test draws:
+
+* ``default``: coordinate-field input affine + context fit (``"auto"``: symmetric
+  when the data are measured symmetric);
+* ``slab``: no positional information (``input_norm="slab"``);
+* ``least_squares``: the context fit without the symmetry assumption;
+* ``paper``: no context fit (``context_fit="none"``, the paper's ``u = K f``).
+"""
+
+import argparse
+import math
+from pathlib import Path
+
+from nips_plugin.evaluation.benchmark import PRESET_SETTINGS, epochs_for, least_squares_error
+from nips_plugin.training.run import load_data, train_run
+
+VARIANTS = {
+    "default": {},
+    "slab": {"input_norm": "slab"},
+    "least_squares": {"context_fit": "least_squares"},
+    "paper": {"context_fit": "none"},
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="darcy", choices=["darcy", "elasticity"])
+    parser.add_argument("--out", default="runs/ablation")
+    args = parser.parse_args(argv)
+    settings = PRESET_SETTINGS[args.preset]
+    tasks = load_data(args.preset, progress=False)
+    sampling = dict(n_pairs=settings["n_pairs"], n_queries=settings["n_queries"],
+                    batch_size=settings["batch_size"], n_test_samples_per_system=4,
+                    draws_per_system=math.ceil(settings["samples_per_epoch"] / len(tasks.indices("train"))))
+    print(f"NIPS on the {args.preset} preset, {epochs_for(settings, 'nips')} epochs "
+          f"(the benchmark's budget), {settings['in_context_layers']} layer(s)")
+    print("| variant | unseen rel L2 | x lstsq | train s |")
+    print("|---|---|---|---|")
+    floor = None
+    for name, options in VARIANTS.items():
+        run = train_run("nips", tasks, Path(args.out) / name, epochs=epochs_for(settings, "nips"),
+                        model_overrides={"n_layers": settings["in_context_layers"], **options},
+                        progress=False, **sampling)
+        if floor is None:
+            floor = least_squares_error(run["test_loaders"]["id"], run["processor"].layout)
+        err = run["history"][-1]["id_rel_l2"]
+        seconds = sum(h["seconds"] for h in run["history"])
+        print(f"| {name} | {err:.4f} | {err / floor:.2f} | {seconds:.0f} |", flush=True)
+    print(f"| lstsq (no learning) | {floor:.4f} | 1.00 | 0 |")
+
+
+if __name__ == "__main__":
+    main()
