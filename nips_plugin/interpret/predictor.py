@@ -234,14 +234,13 @@ class LeastSquaresPredictor(InContextPredictor):
     mode : {"least_squares", "symmetric"}
     """
 
-    def __init__(self, n_pairs, in_components=1, out_components=1, n_dim=2, mode="least_squares"):
-        self._layout = (n_pairs, in_components, out_components, n_dim)
-        self.mode, self.model, self.processor, self.config = mode, None, None, None
+    # plain attributes in place of the base class's properties, which read the model
+    n_pairs = in_components = out_components = n_dim = None
 
-    n_pairs = property(lambda self: self._layout[0])
-    in_components = property(lambda self: self._layout[1])
-    out_components = property(lambda self: self._layout[2])
-    n_dim = property(lambda self: self._layout[3])
+    def __init__(self, n_pairs, in_components=1, out_components=1, n_dim=2, mode="least_squares"):
+        self.n_pairs, self.in_components, self.out_components, self.n_dim = (
+            n_pairs, in_components, out_components, n_dim)
+        self.mode, self.model, self.processor, self.config = mode, None, None, None
 
     def _tensor_options(self):
         return dict(dtype=torch.float64)

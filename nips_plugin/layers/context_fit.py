@@ -23,9 +23,11 @@ elasticity) the context fixes the span-side of ``G r`` too,
 and only the block ``(I - P) G (I - P)`` between the complements of the span
 is unknown: that is all a learned kernel has to supply.
 
-:class:`ContextFit` factors ``F^T = Q R`` once (cost ``O(n_f d^2)``, linear in
-the grid) and applies these maps to batches of functions without forming any
-``n x n`` matrix, except in :meth:`ContextFit.kernel`.
+:class:`ContextFit` finds an orthonormal basis of the span once (cost
+``O(n_f d^2)``, linear in the grid) and applies these maps to batches of
+functions without forming any ``n x n`` matrix, except in :meth:`ContextFit.kernel`.
+Any invertible recombination of the pairs (the same context of a linear
+system) gives the same maps.
 """
 
 import torch
@@ -45,7 +47,7 @@ class ContextFit:
         Context responses.
     mode : {"least_squares", "symmetric"}
         ``"least_squares"``: ``u = a U + K r``; ``"symmetric"`` (needs
-        ``n_f = n_u``): ``u = a U + F^{+T} U r + (I - P) K r`` for a learned
+        ``n_f = n_u``): ``u = a U + F^{+T} U^T r + (I - P) K r`` (columns) for a learned
         kernel ``K`` acting on the residual ``r`` (module docstring).
     rcond : float, default 1e-6
         Directions of the span whose singular value is below ``rcond`` times the
