@@ -63,11 +63,12 @@ BUDGET_SECONDS = 60
 #: attention layer (the kernel layer) in this budget.
 PRESET_SETTINGS = {
     "darcy": dict(n_pairs=40, n_queries=10, batch_size=16, samples_per_epoch=900, in_context_layers=1,
-                  n_test_samples_per_system=4, epochs=dict(nips=60, nao=5, linear_nao=4, fno=36, tfno=20, fno_oracle=36)),
-    # elasticity (29x29, 2 components): NAO / LinearNAO take 50 / 115 s for one epoch of 450 samples
+                  n_test_samples_per_system=4,
+                  epochs=dict(nips=60, nao=5, linear_nao=4, fno=36, tfno=20, fno_oracle=36)),
+    # elasticity (29x29, 2 components): one epoch of 450 samples is NAO / LinearNAO's floor (~50-60 s)
     "elasticity": dict(n_pairs=30, n_queries=10, batch_size=16, samples_per_epoch=450, in_context_layers=1,
                        n_test_samples_per_system=4,
-                       epochs=dict(nips=55, nao=1, linear_nao=1, fno=12, tfno=6, fno_oracle=10)),
+                       epochs=dict(nips=55, nao=1, linear_nao=1, fno=16, tfno=8, fno_oracle=8)),
     "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, samples_per_epoch=12, in_context_layers=1,
                  n_test_samples_per_system=4, epochs=2),
 }
