@@ -65,10 +65,11 @@ PRESET_SETTINGS = {
     "darcy": dict(n_pairs=40, n_queries=10, batch_size=16, samples_per_epoch=900, in_context_layers=1,
                   n_test_samples_per_system=4,
                   epochs=dict(nips=60, nao=5, linear_nao=4, fno=36, tfno=20, fno_oracle=36)),
-    # elasticity (29x29, 2 components): one epoch of 450 samples is NAO / LinearNAO's floor (~50-60 s)
+    # elasticity (29x29, 2 components; s/epoch of 450 samples: NIPS 1.0, NAO 48, LinearNAO 39,
+    # FNO 1.5, TFNO 2.5, oracle 1.2): one epoch is NAO / LinearNAO's floor
     "elasticity": dict(n_pairs=30, n_queries=10, batch_size=16, samples_per_epoch=450, in_context_layers=1,
                        n_test_samples_per_system=4,
-                       epochs=dict(nips=55, nao=1, linear_nao=1, fno=16, tfno=8, fno_oracle=8)),
+                       epochs=dict(nips=55, nao=1, linear_nao=1, fno=40, tfno=24, fno_oracle=50)),
     "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, samples_per_epoch=12, in_context_layers=1,
                  n_test_samples_per_system=4, epochs=2),
 }
@@ -329,7 +330,7 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
         rows.append(row)
         runs[name] = run
         if progress:
-            print("[benchmark] " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+            print("[benchmark] " + ", ".join(f"{k}={_fmt(v, k)}" for k, v in row.items()), flush=True)
 
     # the no-learning rows, on the same test draws
     _, loaders, processor = load_incontext(tasks, settings["n_pairs"], settings["n_queries"],
@@ -372,11 +373,15 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
     return results
 
 
-def _fmt(v):
+#: columns shown with fewer decimals than the errors
+_DECIMALS = {"vs_lstsq": 2, "train_seconds": 1, "peak_mem_mb": 1}
+
+
+def _fmt(v, key=None):
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.4f}" if v < 10 else f"{v:.1f}"
+        return f"{v:.{_DECIMALS.get(key, 4 if abs(v) < 10 else 1)}f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
@@ -393,7 +398,7 @@ def results_table(results):
     titles = [title for _, title in COLUMNS] + [f"unseen @{n}x{n}" for n in resolutions]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for row in results["rows"]:
-        cells = [_fmt(row.get(key)) for key, _ in COLUMNS]
+        cells = [_fmt(row.get(key), key) for key, _ in COLUMNS]
         cells += [_fmt(row["superres_rel_l2"][n]) for n in resolutions]
         lines.append("| " + " | ".join(cells) + " |")
     table = head + "\n".join(lines) + "\n"
