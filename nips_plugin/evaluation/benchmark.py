@@ -298,8 +298,10 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
     out = prepare_dir(out, force=force, resume=resume)
     patch_spectral_conv()  # FNO/TFNO exact on odd grids (neuraloperator 2.0.0 bug)
 
-    results_extra = {"response_asymmetry": tasks.response_asymmetry()}
-    baselines = ["lstsq"] + (["lstsq_sym"] if results_extra["response_asymmetry"] < SYMMETRY_TOLERANCE else [])
+    asymmetry = tasks.response_asymmetry()
+    # JSON has no infinity: None where symmetry has no meaning (c_f != c_u)
+    results_extra = {"response_asymmetry": asymmetry if math.isfinite(asymmetry) else None}
+    baselines = ["lstsq"] + (["lstsq_sym"] if asymmetry < SYMMETRY_TOLERANCE else [])
     names = list(models) + (["fno_oracle"] if oracle and tasks.params and "fno_oracle" not in models else [])
     not_sampling = ("in_context_layers", "epochs", "samples_per_epoch")
     sampling = {k: v for k, v in settings.items() if k not in not_sampling}

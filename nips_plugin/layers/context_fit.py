@@ -30,10 +30,23 @@ Any invertible recombination of the pairs (the same context of a linear
 system) gives the same maps.
 """
 
+import functools
+
 import torch
 
 #: how a learned kernel is combined with the context's exact part
 MODES = ("none", "least_squares", "symmetric")
+
+
+def _full_precision(method):
+    """Run ``method`` outside autocast, on tensors in the fit's dtype: the exact part stays
+    exact under mixed precision (a bf16 basis would be orthonormal to 1e-2 only)."""
+    @functools.wraps(method)
+    def wrapper(self, *tensors, **named):
+        cast = lambda t: None if t is None else t.to(self.basis.dtype)  # noqa: E731
+        with torch.autocast(self.basis.device.type, enabled=False):
+            return method(self, *map(cast, tensors), **{k: cast(t) for k, t in named.items()})
+    return wrapper
 
 
 class ContextFit:
@@ -71,20 +84,24 @@ class ContextFit:
                 f"responses {u_ctx.shape[-1]} (use mode='least_squares')"
             )
         self.mode = mode
-        lam, V = torch.linalg.eigh(f_ctx.double() @ f_ctx.double().mT)
-        keep = lam > rcond**2 * lam[..., -1:]
-        W = (V * (torch.where(keep, lam, 1.0).rsqrt() * keep)[..., None, :]).to(f_ctx.dtype)  # [B, d, d]
-        self.basis = f_ctx.mT @ W                                   # [B, n_f, d], orthonormal
-        self.responses = W.mT @ u_ctx                               # [B, d, n_u]
+        with torch.autocast(f_ctx.device.type, enabled=False):
+            lam, V = torch.linalg.eigh(f_ctx.double() @ f_ctx.double().mT)
+            keep = lam > rcond**2 * lam[..., -1:]
+            W = (V * (torch.where(keep, lam, 1.0).rsqrt() * keep)[..., None, :]).to(f_ctx.dtype)  # [B, d, d]
+            self.basis = f_ctx.mT @ W                               # [B, n_f, d], orthonormal
+            self.responses = W.mT @ u_ctx.to(f_ctx.dtype)           # [B, d, n_u]
 
+    @_full_precision
     def coefficients(self, f):
         """Coordinates of ``f`` ``[B, m, n_f]`` in the orthonormal basis of the span, ``[B, m, d]``."""
         return f @ self.basis
 
+    @_full_precision
     def residual(self, f):
         """``r = f - P f`` ``[B, m, n_f]``: the part of ``f`` the context does not span."""
         return f - self.coefficients(f) @ self.basis.mT
 
+    @_full_precision
     def predict(self, f, learned=None):
         """The prediction for inputs ``f`` ``[B, m, n_f]``, given ``learned = K r`` ``[B, m, n_u]``
         (the learned kernel applied to :meth:`residual`; None for least squares alone)."""
@@ -96,6 +113,7 @@ class ContextFit:
                 learned = self.residual(learned)                    # (I - P) K r
         return u if learned is None else u + learned
 
+    @_full_precision
     def kernel(self, learned=None):
         """The full operator matrix ``[B, n_u, n_f]`` (``u = M f``), given the learned kernel
         ``[B, n_u, n_f]`` that acts on residuals (None: the least-squares kernel ``U F^+``)."""

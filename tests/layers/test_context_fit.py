@@ -71,3 +71,15 @@ def test_errors():
         ContextFit(F, U, "symmetric")
     with pytest.raises(ValueError, match="mode must be one of"):
         ContextFit(F, U, "none")
+
+
+def test_exact_under_mixed_precision():
+    """Autocast must not touch the exact part: a bf16 basis is orthonormal to 1e-2 only."""
+    G, F, U, f = linear_system()
+    F, U, f = F.float(), U.float(), f.float()
+    expected = ContextFit(F, U, "symmetric").predict(f)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fit = ContextFit(F, U, "symmetric")
+        out = fit.predict(f, torch.zeros(B, 3, N, dtype=torch.bfloat16))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
