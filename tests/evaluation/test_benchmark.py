@@ -115,3 +115,16 @@ def test_interrupted_benchmark_resumes(tmp_path, capsys, monkeypatch):
     for a, b in zip(straight, resumed):
         assert a["model"] == b["model"] and a.get("epochs") == b.get("epochs")
         assert a["id_rel_l2"] == pytest.approx(b["id_rel_l2"], rel=1e-5)
+
+
+def test_task_file_with_few_pairs(tmp_path):
+    """A file of 10 pairs per system runs with d and q chosen for it (d = 8, q = 2)."""
+    from nips_plugin.data import save_tasks
+    tasks = load_data("tiny", progress=False)
+    path = save_tasks(tmp_path / "few.h5", tasks.f[:, :10], tasks.u[:, :10], params=tasks.params,
+                      split=tasks.split, **tasks.attrs)
+    results = run_benchmark(data=str(path), models=("nips",), epochs=1, out=tmp_path / "b",
+                            oracle=False, progress=False)
+    assert (results["settings"]["n_pairs"], results["settings"]["n_queries"]) == (8, 2)
+    assert [r["model"] for r in results["rows"]] == ["nips", "lstsq", "lstsq_sym"]
+    assert all(0 < r["id_rel_l2"] < 10 for r in results["rows"])
