@@ -340,7 +340,7 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
                                            n_test_samples_per_system=settings["n_test_samples_per_system"])
     for name in baselines:
         rows.append({"model": name, "params": 0,
-                     **{f"{split}_rel_l2": least_squares_error(loader, processor.layout, BASELINES[name])
+                     **{f"{split}_rel_l2": _evaluate(name, None, loader, processor.layout)
                         for split, loader in loaders.items()},
                      "ctx_rel_l2": 0.0, "epochs": 0})
         runs[name] = None
