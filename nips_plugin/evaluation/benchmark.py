@@ -93,9 +93,12 @@ def default_sampling(n_pairs_per_system, n_pairs=None, n_queries=None):
 
 
 def epochs_for(settings, name):
-    """Epochs of model ``name`` under ``settings`` (an int for all, or a dict per model)."""
+    """Epochs of model ``name`` under ``settings`` (an int for all, or a dict per model; a
+    model the preset has not been calibrated for gets the median of the others)."""
     epochs = settings["epochs"]
-    return epochs[name] if isinstance(epochs, dict) else epochs
+    if not isinstance(epochs, dict):
+        return epochs
+    return epochs.get(name, sorted(epochs.values())[len(epochs) // 2])
 
 
 COLUMNS = [("model", "model"), ("params", "params"), ("id_rel_l2", "unseen rel L2"),

@@ -128,3 +128,11 @@ def test_task_file_with_few_pairs(tmp_path):
     assert (results["settings"]["n_pairs"], results["settings"]["n_queries"]) == (8, 2)
     assert [r["model"] for r in results["rows"]] == ["nips", "lstsq", "lstsq_sym"]
     assert all(0 < r["id_rel_l2"] < 10 for r in results["rows"])
+
+
+def test_epochs_per_model():
+    from nips_plugin.evaluation.benchmark import PRESET_SETTINGS, epochs_for
+    darcy = PRESET_SETTINGS["darcy"]
+    assert epochs_for(darcy, "nips") == darcy["epochs"]["nips"]
+    assert epochs_for(darcy, "new_model") == sorted(darcy["epochs"].values())[3]
+    assert epochs_for({"epochs": 3}, "nips") == 3
