@@ -14,10 +14,9 @@ next to in-context least squares (no learning) on the same test draws:
 """
 
 import argparse
-import math
 from pathlib import Path
 
-from nips_plugin.evaluation.benchmark import PRESET_SETTINGS, epochs_for, least_squares_error
+from nips_plugin.evaluation.benchmark import PRESET_SETTINGS, complete_settings, epochs_for, least_squares_error
 from nips_plugin.training.run import load_data, train_run
 
 VARIANTS = {
@@ -33,11 +32,8 @@ def main(argv=None):
     parser.add_argument("--preset", default="darcy", choices=["darcy", "elasticity"])
     parser.add_argument("--out", default="runs/ablation")
     args = parser.parse_args(argv)
-    settings = PRESET_SETTINGS[args.preset]
     tasks = load_data(args.preset, progress=False)
-    sampling = dict(n_pairs=settings["n_pairs"], n_queries=settings["n_queries"],
-                    batch_size=settings["batch_size"], n_test_samples_per_system=4,
-                    draws_per_system=math.ceil(settings["samples_per_epoch"] / len(tasks.indices("train"))))
+    settings, sampling = complete_settings(PRESET_SETTINGS[args.preset], tasks)
     print(f"NIPS on the {args.preset} preset, {epochs_for(settings, 'nips')} epochs "
           f"(the benchmark's budget), {settings['in_context_layers']} layer(s)")
     print("| variant | unseen rel L2 | x lstsq | train s |")

@@ -92,6 +92,20 @@ def default_sampling(n_pairs_per_system, n_pairs=None, n_queries=None):
     return n_pairs, n_queries
 
 
+def complete_settings(settings, tasks):
+    """A preset's settings completed for ``tasks``: context size and queries for its pairs
+    per system (:func:`default_sampling`), draws per system for its number of training
+    systems (``samples_per_epoch`` in all, unless given). Returns the completed settings
+    and the sampling arguments of :func:`~nips_plugin.training.run.train_run`."""
+    settings = dict(settings)
+    settings["n_pairs"], settings["n_queries"] = default_sampling(tasks.n_pairs, settings["n_pairs"],
+                                                                  settings["n_queries"])
+    if not settings.get("draws_per_system"):  # many random draws of every system per epoch
+        settings["draws_per_system"] = math.ceil(settings["samples_per_epoch"] / len(tasks.indices("train")))
+    not_sampling = ("in_context_layers", "epochs", "samples_per_epoch")
+    return settings, {k: v for k, v in settings.items() if k not in not_sampling}
+
+
 def epochs_for(settings, name):
     """Epochs of model ``name`` under ``settings`` (an int for all, or a dict per model; a
     model the preset has not been calibrated for gets the median of the others)."""
@@ -293,10 +307,7 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
     if epochs is not None:
         settings["epochs"] = epochs
     tasks = load_data(preset, data, seed=seed, progress=progress)
-    settings["n_pairs"], settings["n_queries"] = default_sampling(tasks.n_pairs, settings["n_pairs"],
-                                                                  settings["n_queries"])
-    if not settings.get("draws_per_system"):  # many random draws of every system per epoch
-        settings["draws_per_system"] = math.ceil(settings["samples_per_epoch"] / len(tasks.indices("train")))
+    settings, sampling = complete_settings(settings, tasks)
     check_sampling(tasks, settings["n_pairs"], settings["n_queries"])
     out = prepare_dir(out, force=force, resume=resume)
     patch_spectral_conv()  # FNO/TFNO exact on odd grids (neuraloperator 2.0.0 bug)
@@ -306,8 +317,6 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
     results_extra = {"response_asymmetry": asymmetry if math.isfinite(asymmetry) else None}
     baselines = ["lstsq"] + (["lstsq_sym"] if asymmetry < SYMMETRY_TOLERANCE else [])
     names = list(models) + (["fno_oracle"] if oracle and tasks.params and "fno_oracle" not in models else [])
-    not_sampling = ("in_context_layers", "epochs", "samples_per_epoch")
-    sampling = {k: v for k, v in settings.items() if k not in not_sampling}
     rows, runs = [], {}
     for name in names:
         if progress:
