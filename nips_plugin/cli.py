@@ -1,8 +1,9 @@
 """The ``nips-plugin`` command: parse arguments and call the library (no logic of its own).
 
     nips-plugin benchmark [--preset darcy|elasticity|tiny | --data TASKS.h5] [--models ...]
-                          [--epochs N] [--n-pairs D] [--n-queries Q] [--draws-per-system K]
-                          [--device cpu|cuda] [--out DIR] [--seed S] [--force | --resume]
+                          [--epochs N | --budget-seconds S] [--n-pairs D] [--n-queries Q]
+                          [--draws-per-system K] [--device cpu|cuda] [--out DIR]
+                          [--seed S | --seeds 0,1,2] [--force | --resume]
     nips-plugin train --config NAME [--model NAME] [--model.KEY VALUE ...] [--epochs N]
                       [--resume] [--force] [--mixed-precision]      (also under torchrun)
     nips-plugin scaling --models ... --grids 21,41,81 --batch B --device cpu|cuda
@@ -21,14 +22,25 @@ def _csv(text):
 
 
 def _benchmark(args):
-    from .evaluation.benchmark import results_table, run_benchmark
-    results = run_benchmark(preset=args.preset, data=args.data, models=_csv(args.models),
+    from .evaluation.benchmark import DEFAULT_MODELS, results_table, run_benchmark
+    models = _csv(args.models) if args.models is not None else DEFAULT_MODELS
+    results = run_benchmark(preset=args.preset, data=args.data, models=models,
                             epochs=args.epochs, device=args.device, out=args.out, seed=args.seed,
+                            seeds=_seeds(args.seeds), budget_seconds=args.budget_seconds,
                             force=args.force, resume=args.resume, progress=not args.quiet,
                             n_pairs=args.n_pairs, n_queries=args.n_queries,
                             draws_per_system=args.draws_per_system)
     print(results_table(results))
     print(f"results, checkpoints and plots in {args.out}")
+
+
+def _seeds(text):
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in _csv(text)]
+    except ValueError:
+        raise UserError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") from None
 
 
 def _overrides(extra):
@@ -109,9 +121,18 @@ def build_parser():
     source = bench.add_mutually_exclusive_group()
     source.add_argument("--preset", default="darcy", help="darcy (default), elasticity or tiny")
     source.add_argument("--data", default=None, help="a task file (HDF5) instead of a preset")
-    bench.add_argument("--models", default="nips,nao,linear_nao,fno,tfno")
-    bench.add_argument("--epochs", type=int, default=None,
-                       help="epochs for every model (default: the preset's equal-time budget)")
+    bench.add_argument("--models", default=None,
+                       help="comma-separated models to train, exactly these (default: nips, nao and "
+                            "linear_nao, each also as *_paper, fno, tfno; fno_oracle only when named)")
+    budget = bench.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, default=None,
+                        help="epochs for every model (default: the preset's equal-time budget)")
+    budget.add_argument("--budget-seconds", type=float, default=None,
+                        help="equal training time measured here: time a few batches of every model "
+                             "and give it the epochs that take about this many seconds")
+    bench.add_argument("--seeds", default=None,
+                       help="comma-separated seeds (e.g. 0,1,2): the benchmark once per seed, rows "
+                            "with mean and standard deviation")
     bench.add_argument("--n-pairs", type=int, default=None,
                        help="context pairs d per sample (default: 40, or what the data allow)")
     bench.add_argument("--n-queries", type=int, default=None, help="queries q per sample (default: 10)")

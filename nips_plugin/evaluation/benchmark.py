@@ -26,8 +26,12 @@ Output folder::
     out/learning_curves.png, out/predictions.png
 """
 
+import itertools
+import json
 import math
 import platform
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +44,11 @@ from ..layers.context import unpack_context
 from ..layers.context_fit import ContextFit
 from ..training.run import UserError, check_sampling, load_data, prepare_dir, train_run
 from ..training.trainer import write_json
-from ..training.zoo import IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE
+from ..training.zoo import (IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE, base_model, build_model,
+                            optimizer_defaults)
 
-DEFAULT_MODELS = ("nips", "nao", "linear_nao", "fno", "tfno")
+#: the enhanced in-context models next to their papers' configurations (``*_paper``), FNO, TFNO
+DEFAULT_MODELS = ("nips", "nips_paper", "nao", "nao_paper", "linear_nao", "linear_nao_paper", "fno", "tfno")
 
 #: finer grids on which the generated presets are also evaluated (zero-shot super-resolution)
 SUPERRESOLUTION = {"darcy": (41, 81), "elasticity": (57,), "tiny": (13,)}
@@ -102,7 +108,7 @@ def complete_settings(settings, tasks):
                                                                   settings["n_queries"])
     if not settings.get("draws_per_system"):  # many random draws of every system per epoch
         settings["draws_per_system"] = math.ceil(settings["samples_per_epoch"] / len(tasks.indices("train")))
-    not_sampling = ("in_context_layers", "epochs", "samples_per_epoch")
+    not_sampling = ("in_context_layers", "epochs", "samples_per_epoch", "calibrated_budget_seconds")
     return settings, {k: v for k, v in settings.items() if k not in not_sampling}
 
 
@@ -185,6 +191,8 @@ def _evaluate(name, run, loader, layout):
 def superresolution_errors(runs, preset, resolutions, seed, settings, progress=True):
     """Zero-shot super-resolution: the unseen systems regenerated on finer grids, evaluated
     with the models and data processors trained on the preset's grid.
+    Models tied to their training grid (the ``*_paper`` rows' per-token input
+    affine) get None.
 
     The generators sample the same continuous systems and inputs at any resolution,
     so only the grid changes. NAO and LinearNAO are evaluated up to
@@ -200,7 +208,8 @@ def superresolution_errors(runs, preset, resolutions, seed, settings, progress=T
     for n in resolutions:
         tasks = load_data(preset, resolution=n, seed=seed, progress=progress)
         for name, run in runs.items():
-            if name in ("nao", "linear_nao") and math.prod(tasks.grid_shape) > QUADRATIC_MAX_POINTS:
+            quadratic = name in MODELS and base_model(name) in ("nao", "linear_nao")
+            if _grid_tied(run) or (quadratic and math.prod(tasks.grid_shape) > QUADRATIC_MAX_POINTS):
                 errors[name][str(n)] = None
                 continue
             mode = "oracle" if name == "fno_oracle" else "incontext"
@@ -256,75 +265,132 @@ def train_step_memory_mb(model, processor, loader, device):
     return peak_memory_mb(step, device)
 
 
-def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None, device="cpu",
-                  out="runs/benchmark", seed=0, force=False, resume=False, oracle=True, progress=True,
-                  **overrides):
-    """Train and compare models; write results (see module docstring).
+def _model_overrides(name, settings):
+    return {"n_layers": settings["in_context_layers"]} if name in IN_CONTEXT_MODELS else {}
+
+
+def calibrate_epochs(name, tasks, settings, budget_seconds, device="cpu", seed=0, n_batches=4):
+    """Epochs of model ``name`` whose training takes about ``budget_seconds`` on this machine.
+
+    Times ``n_batches`` training batches after one warm-up batch (data loading,
+    preprocessing, forward, loss, backward, AdamW step, as in an epoch of the
+    Trainer) and multiplies the median by the batches per epoch.
 
     Parameters
     ----------
-    preset : str
-        Generated data preset (``darcy``, ``elasticity``, ``tiny``); ignored with ``data``.
-    data : str, optional
-        A task file instead of a preset (the Darcy preset's budget; context size and
-        queries from :func:`default_sampling` unless given).
-    models : sequence of str
-        Models to compare (see :data:`nips_plugin.training.zoo.MODELS`).
-    epochs : int, optional
-        Epochs for every model (default: the preset's equal-time budget).
+    name : str
+    tasks : TaskSet
+    settings : dict
+        Completed benchmark settings (:func:`complete_settings`).
+    budget_seconds : float
     device : str
-    out : str
-        Output folder (refused if it exists and is not empty, unless ``force`` or ``resume``).
     seed : int
-        Data draws, initialisation and test batches; the same seed gives the same numbers.
-    force : bool
-        Overwrite ``out``.
-    resume : bool
-        Continue an interrupted benchmark in ``out``: finished models are loaded,
-        the interrupted one resumes from its last finished epoch.
-    oracle : bool
-        Add the ``fno_oracle`` row when the tasks have hidden fields.
-    **overrides
-        ``n_pairs``, ``n_queries``, ``batch_size``, ``draws_per_system`` (default: enough
-        for the preset's ``samples_per_epoch``),
-        ``n_test_samples_per_system``, ``in_context_layers`` (``n_layers`` of
-        NIPS / NAO / LinearNAO).
+    n_batches : int
+
+    Returns
+    -------
+    epochs : int
+        At least 1.
+    epoch_seconds : float
+        The estimated time of one epoch.
+    """
+    from .profiling import time_call, train_step_fn
+    mode = "oracle" if name == "fno_oracle" else "incontext"
+    loader, _, processor = load_incontext(
+        tasks, settings["n_pairs"], settings["n_queries"], batch_size=settings["batch_size"], seed=seed,
+        mode=mode, n_test_samples_per_system=1,
+        n_train_samples_per_epoch=settings["draws_per_system"] * len(tasks.indices("train")))
+    torch.manual_seed(seed)
+    model = build_model(name, processor.layout, len(tasks.grid_shape), n_hidden=processor.n_hidden,
+                        tasks=tasks, **_model_overrides(name, settings)).to(device)
+    processor = processor.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), **optimizer_defaults(name))
+    loss = QueryRelL2Loss(out_components=processor.layout.out_components)
+    batches = itertools.cycle(loader)
+
+    def step():
+        sample = processor.preprocess(next(batches))
+        train_step_fn(model, sample["x"], sample["y"], loss, optimizer)()
+
+    epoch_seconds = time_call(step, device, warmup=1, repeat=n_batches) * len(loader)
+    return max(1, round(budget_seconds / epoch_seconds)), epoch_seconds
+
+
+def _optional(what, step, progress):
+    """Run an optional step of the benchmark; its failure is a one-line warning, never a lost run."""
+    try:
+        return step()
+    except Exception as err:  # noqa: BLE001  (any failure: the table is already written)
+        message = str(err).splitlines()[0] if str(err) else ""
+        print(f"[benchmark] warning: {what} failed ({type(err).__name__}: {message}); "
+              "the table is written without it", file=sys.stderr, flush=True)
+        return None
+
+
+def _write_results(results, out):
+    write_json(results, out / "results.json")
+    (out / "results.md").write_text(results_table(results))
+
+
+def _grid_tied(run):
+    """Whether a trained in-context model is tied to its training grid (per-token affine)."""
+    return run is not None and run["config"]["model"].get("input_norm") == "token_affine"
+
+
+def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, device="cpu", resume=False,
+                   preset=None, superresolution=(), progress=True):
+    """One seed of the benchmark: train ``names`` on ``tasks`` into ``out`` and evaluate.
+
+    The table (``results.json`` / ``results.md``) is written as soon as every
+    model is trained and evaluated on the unseen systems; the optional steps
+    (kernels and hidden fields, zero-shot super-resolution on ``superresolution``
+    grids of ``preset``, figures) then add to it, and a failing one is a
+    one-line warning.
+
+    Parameters
+    ----------
+    tasks : TaskSet
+    names : sequence of str
+        Models to train (exactly these).
+    settings : dict
+        Benchmark settings (a preset's, with overrides); ``epochs`` an int or a dict per model.
+    out : pathlib.Path
+    seed : int
+    budget_seconds : float, optional
+        Set every model's epochs by :func:`calibrate_epochs` on this machine.
+    device, resume, progress
+        As for :func:`run_benchmark`.
+    preset : str, optional
+        The generated preset (for super-resolution); None for a task file.
+    superresolution : sequence of int
 
     Returns
     -------
     dict
         What ``results.json`` holds.
     """
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        raise UserError(f"unknown model(s) {', '.join(unknown)}; expected some of {', '.join(MODELS)}")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but no CUDA device is available")
-    if not data and preset not in PRESET_SETTINGS:
-        raise UserError(f"unknown preset {preset!r}; expected one of {sorted(PRESET_SETTINGS)} or --data FILE")
-    settings = dict(FILE_SETTINGS if data else PRESET_SETTINGS[preset])
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    if epochs is not None:
-        settings["epochs"] = epochs
-    tasks = load_data(preset, data, seed=seed, progress=progress)
+    started = time.perf_counter()
     settings, sampling = complete_settings(settings, tasks)
     check_sampling(tasks, settings["n_pairs"], settings["n_queries"])
-    out = prepare_dir(out, force=force, resume=resume)
-    patch_spectral_conv()  # FNO/TFNO exact on odd grids (neuraloperator 2.0.0 bug)
-
+    if budget_seconds is not None:
+        settings["epochs"], settings["calibrated_budget_seconds"] = {}, budget_seconds
+        for name in names:
+            epochs, epoch_seconds = calibrate_epochs(name, tasks, settings, budget_seconds, device, seed)
+            settings["epochs"][name] = epochs
+            if progress:
+                print(f"[benchmark] {name}: {epoch_seconds:.2g} s per epoch here -> {epochs} epochs "
+                      f"in {budget_seconds:g} s", flush=True)
     asymmetry = tasks.response_asymmetry()
     # JSON has no infinity: None where symmetry has no meaning (c_f != c_u)
     results_extra = {"response_asymmetry": asymmetry if math.isfinite(asymmetry) else None}
     baselines = ["lstsq"] + (["lstsq_sym"] if asymmetry < SYMMETRY_TOLERANCE else [])
-    names = list(models) + (["fno_oracle"] if oracle and tasks.params and "fno_oracle" not in models else [])
     rows, runs = [], {}
     for name in names:
         if progress:
             print(f"[benchmark] training {name} ({names.index(name) + 1}/{len(names)})", flush=True)
-        layers = {"n_layers": settings["in_context_layers"]} if name in IN_CONTEXT_MODELS else {}
         run_dir = out / name
         run = train_run(name, tasks, run_dir, device=device, seed=seed, progress=progress,
-                        epochs=epochs_for(settings, name), model_overrides=layers,
+                        epochs=epochs_for(settings, name), model_overrides=_model_overrides(name, settings),
                         resume=resume and (run_dir / "checkpoint" / "manifest.json").exists(), **sampling)
         model, processor, history = run["model"], run["processor"], run["history"]
         model.eval()
@@ -361,29 +427,177 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
         if row.get("id_rel_l2") is not None:
             row["vs_lstsq"] = row["id_rel_l2"] / floor
 
-    interpretable = tasks.attrs.get("pde") in ("darcy", "elasticity") and tasks.params
-    if interpretable:
-        if progress:
-            print("[benchmark] kernels vs exact Green's operators, hidden-field recovery", flush=True)
-        results_extra["classical_recovery"] = interpretation_metrics(rows, runs, tasks, settings, seed)
-    resolutions = () if data else SUPERRESOLUTION.get(preset, ())
-    if resolutions:
-        if progress:
-            print(f"[benchmark] zero-shot super-resolution on {resolutions} grids", flush=True)
-        superres = superresolution_errors(runs, preset, resolutions, seed, settings, progress)
-        for row in rows:
-            row["superres_rel_l2"] = superres[row["model"]]
-
-    results = {"preset": Path(data).name if data else preset, "device": str(device),
-               "machine": machine_description(device), "seed": seed, "rule": "equal training time",
-               "budget_seconds": BUDGET_SECONDS, "settings": settings,
+    results = {"preset": preset or tasks.attrs.get("name", "task file"), "device": str(device),
+               "machine": machine_description(device), "seed": seed,
+               "rule": "equal training time" if isinstance(settings["epochs"], dict) else "equal epochs",
+               "budget_seconds": settings.get("calibrated_budget_seconds", BUDGET_SECONDS),
+               "calibrated_here": "calibrated_budget_seconds" in settings, "settings": settings,
                "grid_shape": list(tasks.grid_shape), "rows": rows, **results_extra}
-    write_json(results, out / "results.json")
-    (out / "results.md").write_text(results_table(results))
+    results["wall_seconds"] = time.perf_counter() - started
+    _write_results(results, out)  # the table first: what follows is optional
+
+    if tasks.attrs.get("pde") in ("darcy", "elasticity") and tasks.params:
+        if len(tasks.grid_shape) != 2:
+            results["interpretation"] = f"not available for {len(tasks.grid_shape)}-D grids (2-D only)"
+            if progress:
+                print(f"[benchmark] kernels and hidden fields: {results['interpretation']}", flush=True)
+        else:
+            if progress:
+                print("[benchmark] kernels vs exact Green's operators, hidden-field recovery", flush=True)
+            classical = _optional("interpretation",
+                                  lambda: interpretation_metrics(rows, runs, tasks, settings, seed), progress)
+            if classical is not None:
+                results["classical_recovery"] = classical
+    if superresolution:
+        if progress:
+            print(f"[benchmark] zero-shot super-resolution on {tuple(superresolution)} grids", flush=True)
+        superres = _optional("super-resolution", lambda: superresolution_errors(
+            runs, preset, superresolution, seed, settings, progress), progress)
+        for row in rows if superres else ():
+            row["superres_rel_l2"] = superres[row["model"]]
     from .plots import plot_learning_curves, plot_predictions
     trained = {name: run for name, run in runs.items() if run is not None}
-    plot_learning_curves(trained, out / "learning_curves.png", floor=floor)
-    plot_predictions(trained, out / "predictions.png")
+    _optional("learning-curve figure", lambda: plot_learning_curves(trained, out / "learning_curves.png",
+                                                                    floor=floor), progress)
+    _optional("prediction figure", lambda: plot_predictions(trained, out / "predictions.png"), progress)
+    results["wall_seconds"] = time.perf_counter() - started
+    results["finished"] = True
+    _write_results(results, out)
+    return results
+
+
+def _mean_std(values):
+    """Mean and sample standard deviation over seeds of numbers, or of dicts of them
+    (recursively); equal values (and strings) are kept with spread 0 (None for strings), and
+    a value missing (None) in any seed gives None."""
+    first = values[0]
+    if isinstance(first, dict):
+        pairs = {k: _mean_std([v.get(k) if v else None for v in values]) for k in first}
+        return {k: m for k, (m, _) in pairs.items()}, {k: sd for k, (_, sd) in pairs.items()}
+    if any(v is None for v in values):
+        return None, None
+    if all(v == first for v in values):
+        return first, (None if isinstance(first, (str, bool)) else 0.0)
+    if isinstance(first, (str, bool)):
+        return None, None
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1))
+
+
+def aggregate_seeds(per_seed):
+    """One result from the results of several seeds: every row's numbers are the mean over
+    the seeds, with their sample standard deviation under ``<key>_std``; ``per_seed`` keeps
+    each seed's rows."""
+    rows = []
+    for model in (row["model"] for row in per_seed[0]["rows"]):
+        seed_rows = [next(r for r in res["rows"] if r["model"] == model) for res in per_seed]
+        row = {"model": model}
+        for key in seed_rows[0]:
+            if key != "model":
+                row[key], spread = _mean_std([r.get(key) for r in seed_rows])
+                row[f"{key}_std"] = spread
+        rows.append(row)
+    results = {key: value for key, value in per_seed[0].items() if key not in ("seed", "rows", "wall_seconds")}
+    if per_seed[0].get("classical_recovery"):
+        results["classical_recovery"], _ = _mean_std([res.get("classical_recovery") for res in per_seed])
+    results.update(seeds=[res["seed"] for res in per_seed], rows=rows,
+                   wall_seconds=float(sum(res["wall_seconds"] for res in per_seed)),
+                   per_seed=[{"seed": res["seed"], "rows": res["rows"], "wall_seconds": res["wall_seconds"]}
+                             for res in per_seed])
+    return results
+
+
+def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None, device="cpu",
+                  out="runs/benchmark", seed=0, seeds=None, budget_seconds=None, force=False, resume=False,
+                  progress=True, **overrides):
+    """Train and compare models; write results (see module docstring).
+
+    Parameters
+    ----------
+    preset : str
+        Generated data preset (``darcy``, ``elasticity``, ``tiny``); ignored with ``data``.
+    data : str, optional
+        A task file instead of a preset (the Darcy preset's budget; context size and
+        queries from :func:`default_sampling` unless given).
+    models : sequence of str
+        Models to compare, exactly these (see :data:`nips_plugin.training.zoo.MODELS`;
+        ``fno_oracle`` needs hidden fields).
+    epochs : int, optional
+        Epochs for every model (default: the preset's equal-time budget).
+    device : str
+    out : str
+        Output folder (refused if it exists and is not empty, unless ``force`` or ``resume``).
+    seed : int
+        Data draws, initialisation and test batches; the same seed gives the same numbers.
+    seeds : sequence of int, optional
+        Run the whole benchmark once per seed (in ``out/seed<k>``; the data of a preset
+        are generated with each seed too) and report, per row, the mean over the
+        seeds and the sample standard deviation (``<key>_std``). Replaces ``seed``.
+    budget_seconds : float, optional
+        Instead of the preset's fixed epochs, time a few training batches of every
+        model on this machine and give it the epochs that take about this long
+        (:func:`calibrate_epochs`; calibrated on the first seed, the same epochs for the others).
+    force : bool
+        Overwrite ``out``.
+    resume : bool
+        Continue an interrupted benchmark in ``out``: finished seeds and models are
+        loaded, the interrupted model resumes from its last finished epoch.
+    **overrides
+        ``n_pairs``, ``n_queries``, ``batch_size``, ``draws_per_system`` (default: enough
+        for the preset's ``samples_per_epoch``),
+        ``n_test_samples_per_system``, ``in_context_layers`` (``n_layers`` of
+        NIPS / NAO / LinearNAO).
+
+    Returns
+    -------
+    dict
+        What ``results.json`` holds.
+    """
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; expected some of {', '.join(MODELS)}")
+    if not models:
+        raise UserError("no model to train: --models needs at least one name")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available")
+    if not data and preset not in PRESET_SETTINGS:
+        raise UserError(f"unknown preset {preset!r}; expected one of {sorted(PRESET_SETTINGS)} or --data FILE")
+    seeds = [seed] if seeds is None else [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UserError(f"seeds must be distinct non-negative integers, got {seeds}")
+    if budget_seconds is not None and (epochs is not None or budget_seconds <= 0):
+        raise UserError("--budget-seconds needs a positive number of seconds and no --epochs")
+    settings = dict(FILE_SETTINGS if data else PRESET_SETTINGS[preset])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if epochs is not None:
+        settings["epochs"] = epochs
+    out = prepare_dir(out, force=force, resume=resume)
+    patch_spectral_conv()  # FNO/TFNO exact on odd grids (neuraloperator 2.0.0 bug)
+    per_seed = []
+    for k, s in enumerate(seeds):
+        seed_out = out if len(seeds) == 1 else out / f"seed{s}"
+        finished = seed_out / "results.json"
+        if resume and finished.exists() and json.loads(finished.read_text()).get("finished"):
+            per_seed.append(json.loads(finished.read_text()))
+            continue
+        if progress and len(seeds) > 1:
+            print(f"[benchmark] seed {s} ({k + 1}/{len(seeds)})", flush=True)
+        tasks = load_data(preset, data, seed=s, progress=progress)
+        if "fno_oracle" in models and not tasks.params:
+            raise UserError("fno_oracle needs hidden parameter fields in the tasks")
+        # the epochs calibrated on the first seed serve every seed
+        first = per_seed[0]["settings"] if per_seed else {}
+        seed_settings = dict(settings, **{k: first[k] for k in ("epochs", "calibrated_budget_seconds")
+                                          if k in first})
+        per_seed.append(benchmark_seed(
+            tasks, list(models), seed_settings, seed_out, seed=s, device=device, resume=resume,
+            budget_seconds=None if per_seed else budget_seconds, progress=progress,
+            preset=Path(data).name if data else preset,
+            superresolution=() if data else SUPERRESOLUTION.get(preset, ())))
+    if len(seeds) == 1:
+        return per_seed[0]
+    results = aggregate_seeds(per_seed)
+    _write_results(results, out)
     return results
 
 
@@ -399,27 +613,76 @@ def _fmt(v, key=None):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _cell(row, key, sub=None):
+    """A table cell: the value, with ``± std`` when the row is a mean over seeds."""
+    value, spread = row.get(key), row.get(f"{key}_std")
+    if sub is not None:
+        value, spread = (value or {}).get(sub), (spread or {}).get(sub)
+    if spread and isinstance(value, float):
+        return f"{_fmt(value, key)} ± {_fmt(float(spread), key)}"
+    return _fmt(value, key)
+
+
+def gap_exceeds_spread(a, b, key="id_rel_l2"):
+    """Whether two rows' means differ by more than their two standard deviations summed."""
+    return abs(a[key] - b[key]) > (a.get(f"{key}_std") or 0.0) + (b.get(f"{key}_std") or 0.0)
+
+
+def comparison_notes(results):
+    """What the rows say against each other: which gaps to NIPS exceed the spread over
+    seeds, and the papers' configurations compared (the NIPS paper reports NIPS 26%
+    more accurate than the best NAO variant)."""
+    rows = {row["model"]: row for row in results["rows"] if row.get("id_rel_l2") is not None}
+    notes = []
+    if "seeds" in results and "nips" in rows:
+        beyond = [name for name in rows if name != "nips" and gap_exceeds_spread(rows["nips"], rows[name])]
+        within = [name for name in rows if name not in beyond and name != "nips"]
+        notes.append(f"Over seeds {results['seeds']}: the gap to nips exceeds the two spreads summed for "
+                     f"{', '.join(beyond) or 'no row'}; within the spread: {', '.join(within) or 'no row'}.")
+    for suffix, what in (("_paper", "papers' configurations"), ("", "enhanced models")):
+        naos = [name + suffix for name in ("nao", "linear_nao") if name + suffix in rows]
+        if "nips" + suffix in rows and naos:
+            best = min(naos, key=lambda name: rows[name]["id_rel_l2"])
+            gain = 1 - rows["nips" + suffix]["id_rel_l2"] / rows[best]["id_rel_l2"]
+            notes.append(f"{what.capitalize()}: nips{suffix} is {abs(gain):.0%} "
+                         f"{'more' if gain >= 0 else 'less'} accurate than the best NAO variant "
+                         f"({best}){'; the gap exceeds the spread' if 'seeds' in results and gap_exceeds_spread(rows['nips' + suffix], rows[best]) else ''}.")
+    return notes
+
+
 def results_table(results):
     """The results as a Markdown table with a header line naming data, device and machine."""
+    seeds = f"seeds {', '.join(map(str, results['seeds']))} (mean ± std)" if "seeds" in results \
+        else f"seed {results['seed']}"
+    where = "on this machine" if results.get("calibrated_here") else "on a 2-core CPU"
+    rule = (f"{results['rule']} (epochs per model calibrated to about {results['budget_seconds']:g} s {where}; "
+            "the same draws for every model)") if results["rule"] == "equal training time" else results["rule"]
     head = (f"Benchmark `{results['preset']}` on {results['device']} ({results['machine']}), "
-            f"seed {results['seed']}, grid {'x'.join(map(str, results['grid_shape']))}, "
+            f"{seeds}, grid {'x'.join(map(str, results['grid_shape']))}, "
             f"d={results['settings']['n_pairs']} context pairs, q={results['settings']['n_queries']} queries.\n"
-            f"Rule: {results['rule']} (epochs per model calibrated to about {results['budget_seconds']} s "
-            "on a 2-core CPU; the same draws for every model).\n"
+            f"Rule: {rule}.\n"
             "Errors: mean relative L2 per query function on unseen systems (physical units); "
             "x lstsq: unseen error over in-context least squares' (no learning).\n\n")
-    resolutions = list(results["rows"][0].get("superres_rel_l2", {})) if results["rows"] else []
+    resolutions = list(results["rows"][0].get("superres_rel_l2") or {}) if results["rows"] else []
     titles = [title for _, title in COLUMNS] + [f"unseen @{n}x{n}" for n in resolutions]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for row in results["rows"]:
-        cells = [_fmt(row.get(key), key) for key, _ in COLUMNS]
-        cells += [_fmt(row["superres_rel_l2"][n]) for n in resolutions]
+        cells = [_cell(row, key) for key, _ in COLUMNS]
+        cells += [_cell(row, "superres_rel_l2", n) for n in resolutions]
         lines.append("| " + " | ".join(cells) + " |")
     table = head + "\n".join(lines) + "\n"
+    notes = comparison_notes(results)
+    if resolutions:
+        notes.append("Super-resolution '-': NAO / LinearNAO above "
+                     f"{QUADRATIC_MAX_POINTS} grid points, and `*_paper` rows (tied to their training grid).")
+    if results.get("interpretation"):
+        notes.append(f"Kernels and hidden fields: {results['interpretation']}.")
     classical = results.get("classical_recovery")
     if classical:
         shown = ", ".join(f"{float(k):.0%} noise: {v:.4f}" for k, v in classical["rel_err"].items())
-        table += (f"\nHidden field recovered with the PDE known (least squares on the discretised "
-                  f"equation, same {results['settings']['n_pairs']} context pairs, no learning): "
-                  f"relative error {shown}.\n")
-    return table
+        notes.append(f"Hidden field recovered with the PDE known (least squares on the discretised "
+                     f"equation, same {results['settings']['n_pairs']} context pairs, no learning): "
+                     f"relative error {shown}.")
+    if results.get("wall_seconds"):
+        notes.append(f"Wall time: {results['wall_seconds'] / 60:.1f} min.")
+    return table + "".join(f"\n{note}\n" for note in notes)

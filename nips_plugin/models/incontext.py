@@ -59,7 +59,10 @@ class InContextOperator:
             )
 
     def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False,
-                      checkpoint_layers=False, layer_norm="feature", context_fit="none"):
+                      checkpoint_layers=False, layer_norm="feature", context_fit="none", input_modes=None):
+        """``n_modes``: the intermediate layers' Fourier filter (None: no filter);
+        ``input_modes``: cosines of the coordinate-field input affine (default ``n_modes``)."""
+        input_modes = n_modes if input_modes is None else input_modes
         cf, cu, d = self.layout.in_components, self.layout.out_components, self.layout.n_pairs
         if context_fit not in CONTEXT_FITS:
             raise ValueError(f"context_fit must be one of {CONTEXT_FITS}, got {context_fit!r}")
@@ -75,14 +78,14 @@ class InContextOperator:
                 )
             return (cf + cu) * math.prod(grid_shape)
 
-        if input_norm == "coordinate" and n_modes is not None:
-            self.input_norm = SlabNorm(d, n_blocks=cf + cu, n_modes=n_modes)
+        if input_norm == "coordinate" and input_modes is not None:
+            self.input_norm = SlabNorm(d, n_blocks=cf + cu, n_modes=input_modes)
         elif input_norm == "token_affine":
             self.input_norm = SlabNorm(d, n_tokens=n_tokens("input_norm"))
         elif input_norm == "slab":
             self.input_norm = SlabNorm(d)
         else:
-            norms = "'slab', 'token_affine'" + (" or 'coordinate'" if n_modes is not None else "")
+            norms = "'slab', 'token_affine'" + (" or 'coordinate'" if input_modes is not None else "")
             raise ValueError(f"input_norm must be {norms}, got {input_norm!r}")
         if layer_norm not in ("feature", "token_affine"):
             raise ValueError(f"layer_norm must be 'feature' or 'token_affine', got {layer_norm!r}")

@@ -54,10 +54,18 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         As for :class:`~nips_plugin.NIPS`.
     n_dim : int, default 2
         Grid dimension (1, 2 or 3).
-    input_norm : {"slab", "token_affine"}, default "slab"
-        As for :class:`~nips_plugin.NIPS`.
+    input_norm : {"slab", "token_affine", "coordinate"}, default "slab"
+        As for :class:`~nips_plugin.NIPS`; ``"coordinate"`` (this package's
+        resolution-independent positional input affine) needs ``input_modes``.
     grid_shape : tuple of int, optional
         Only for ``input_norm="token_affine"`` or ``layer_norm="token_affine"``.
+    input_modes : int or tuple of int, optional
+        Cosines per grid dimension of the coordinate-field input affine
+        (``input_norm="coordinate"``).
+    context_fit : {"none", "least_squares", "symmetric"}, default "none"
+        As for :class:`~nips_plugin.NIPS` (``"none"``, the paper's model, by
+        default): with a fit, the kernel layer ``Delta A W^P`` acts on the part of
+        each input the context does not span.
     checkpoint_layers : bool, default False
         As for :class:`~nips_plugin.NIPS` (each layer then keeps no ``T x T`` attention).
     output_map_chunk_mb : float, default 256
@@ -99,7 +107,8 @@ class NAO(InContextOperator, BaseModel, name="nao"):
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
                  n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None,
                  checkpoint_layers=False, output_map_chunk_mb=256, coord_range=None,
-                 output_map_contract=None, output_map_edges="grid", layer_norm="feature"):
+                 output_map_contract=None, output_map_edges="grid", layer_norm="feature",
+                 input_modes=None, context_fit="none"):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         if n_dim not in (1, 2, 3):
@@ -115,8 +124,13 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         self.n_dim, self.n_heads, self.qk_channels = n_dim, n_heads, qk_channels
         self.coord_range = (float(coord_range[0]), float(coord_range[1]))
         self.attention = self._attention
+        if isinstance(input_modes, int):
+            input_modes = (input_modes,) * n_dim
+        if input_modes is not None and len(input_modes) != n_dim:
+            raise ValueError(f"input_modes must give {n_dim} ints (n_dim={n_dim}), got {input_modes!r}")
         self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers,
-                           layer_norm=layer_norm)
+                           layer_norm=layer_norm, context_fit=context_fit,
+                           input_modes=None if input_modes is None else tuple(input_modes))
         # an int: torch.compile specialises it (a float attribute would become symbolic)
         self._output_map_chunk_bytes = int(output_map_chunk_mb * 2**20)
         # "second": the output point is the MLP's first argument

@@ -5,6 +5,9 @@ Every model is built through neuraloperator's ``get_model`` from a config whose
 same packed in-context channels as NIPS/NAO (``in_channels = (d+q) c_f + d c_u``).
 ``fno_oracle`` is FNO given the hidden parameter field and the query input
 instead of a context: the reference for what knowing the physics buys.
+``nips_paper``, ``nao_paper`` and ``linear_nao_paper`` are the in-context models
+as their papers configure them (:data:`PAPER_OPTIONS`): next to the enhanced
+defaults, they separate what the architecture buys from what the enhancements do.
 
 The defaults live in :mod:`nips_plugin.training.configs` (one config class
 per model): parameter budgets of the same order on the benchmark presets (tens
@@ -17,10 +20,26 @@ from zencfg.bunch import Bunch
 import nips_plugin  # noqa: F401  (registers nips / nao / linear_nao)
 from .configs import OPTIMIZER_DEFAULTS, model_config_class
 
-#: models the benchmark can compare; ``fno_oracle`` is FNO fed the hidden field
-MODELS = ("nips", "nao", "linear_nao", "fno", "tfno", "fno_oracle")
+#: the papers' configuration of an in-context model, without this package's enhancements
+#: (the exact context fit, coordinate-field input affine): ``u = K f`` and the authors'
+#: per-token input affine, which ties the model to its training grid
+PAPER_OPTIONS = {"context_fit": "none", "input_norm": "token_affine"}
 
-IN_CONTEXT_MODELS = ("nips", "nao", "linear_nao")
+#: benchmark rows that are another configuration of a model: name -> (model, options)
+VARIANTS = {f"{name}_paper": (name, PAPER_OPTIONS) for name in ("nips", "nao", "linear_nao")}
+VARIANTS["fno_oracle"] = ("fno", {})
+
+IN_CONTEXT_MODELS = ("nips", "nao", "linear_nao", *(v for v, (m, _) in VARIANTS.items() if m != "fno"))
+
+#: models the benchmark can compare; ``fno_oracle`` is FNO fed the hidden field
+MODELS = ("nips", "nao", "linear_nao", "fno", "tfno", *VARIANTS)
+
+
+def base_model(name):
+    """The zoo model a benchmark row ``name`` is a configuration of (``nips_paper`` -> ``nips``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {list(MODELS)}")
+    return VARIANTS.get(name, (name, None))[0]
 
 
 #: ``response_asymmetry`` of the training data below which NIPS's ``context_fit="auto"``
@@ -63,12 +82,15 @@ def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
     -------
     zencfg.bunch.Bunch
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {list(MODELS)}")
-    defaults = model_config_class("fno" if name == "fno_oracle" else name)().to_dict()
+    base, options = VARIANTS.get(name, (base_model(name), {}))
+    defaults = model_config_class(base)().to_dict()
     defaults.pop("_config_name")  # zencfg bookkeeping, not a constructor argument
     arch = defaults.pop("model_arch")
-    kwargs = {**defaults, **overrides}
+    kwargs = {**defaults, **options, **overrides}
+    if kwargs.get("input_norm") == "token_affine":
+        if tasks is None:
+            raise ValueError(f"{name}: input_norm='token_affine' needs the tasks (their grid)")
+        kwargs["grid_shape"] = tuple(tasks.grid_shape)
     if "context_fit" in kwargs:
         kwargs["context_fit"] = resolve_context_fit(kwargs["context_fit"], tasks)
     if "n_modes" in kwargs and isinstance(kwargs["n_modes"], int):
@@ -76,7 +98,7 @@ def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
     if name in IN_CONTEXT_MODELS:
         kwargs.update(n_pairs=layout.n_pairs, in_components=layout.in_components,
                       out_components=layout.out_components)
-        if name != "nips":
+        if base != "nips":
             kwargs["n_dim"] = n_dim
         channels = layout.in_channels
     elif name == "fno_oracle":
@@ -94,6 +116,4 @@ def build_model(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
 
 def optimizer_defaults(name):
     """Learning rate and weight decay of model ``name``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {list(MODELS)}")
-    return dict(OPTIMIZER_DEFAULTS["fno" if name == "fno_oracle" else name])
+    return dict(OPTIMIZER_DEFAULTS[base_model(name)])

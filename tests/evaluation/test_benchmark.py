@@ -17,7 +17,7 @@ KEYS = {"model", "params", "id_rel_l2", "ood_rel_l2", "ctx_rel_l2", "train_secon
 
 def test_benchmark_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["benchmark", "--preset", "tiny", "--models", "nips,linear_nao,fno", "--epochs", "2",
+    assert main(["benchmark", "--preset", "tiny", "--models", "nips,linear_nao,fno,fno_oracle", "--epochs", "2",
                  "--out", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["preset"] == "tiny" and results["device"] == "cpu"
@@ -57,7 +57,9 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
 
 def test_same_seed_same_numbers(tmp_path):
     runs = [run_benchmark(preset="tiny", models=("nips",), epochs=1, out=tmp_path / str(i),
-                          oracle=False, progress=False) for i in range(2)]
+                          progress=False) for i in range(2)]
+    # exactly the models asked for (no oracle unless named), then the no-learning rows
+    assert [r["model"] for r in runs[0]["rows"]] == ["nips", "lstsq", "lstsq_sym"]
     a, b = (r["rows"][0] for r in runs)
     assert a["id_rel_l2"] == b["id_rel_l2"] and a["ctx_rel_l2"] == b["ctx_rel_l2"]
 
@@ -124,7 +126,7 @@ def test_task_file_with_few_pairs(tmp_path):
     path = save_tasks(tmp_path / "few.h5", tasks.f[:, :10], tasks.u[:, :10], params=tasks.params,
                       split=tasks.split, **tasks.attrs)
     results = run_benchmark(data=str(path), models=("nips",), epochs=1, out=tmp_path / "b",
-                            oracle=False, progress=False)
+                            progress=False)
     assert (results["settings"]["n_pairs"], results["settings"]["n_queries"]) == (8, 2)
     assert [r["model"] for r in results["rows"]] == ["nips", "lstsq", "lstsq_sym"]
     assert all(0 < r["id_rel_l2"] < 10 for r in results["rows"])
@@ -136,3 +138,74 @@ def test_epochs_per_model():
     assert epochs_for(darcy, "nips") == darcy["epochs"]["nips"]
     assert epochs_for(darcy, "new_model") == sorted(darcy["epochs"].values())[3]
     assert epochs_for({"epochs": 3}, "nips") == 3
+
+
+def test_seeds_report_mean_and_spread(tmp_path):
+    """--seeds: every seed is the single-seed benchmark of that seed; rows hold the mean and the
+    sample standard deviation over the seeds."""
+    results = run_benchmark(preset="tiny", models=("nips", "nips_paper"), epochs=1, seeds=(0, 1),
+                            out=tmp_path / "s", progress=False)
+    single = run_benchmark(preset="tiny", models=("nips", "nips_paper"), epochs=1, seed=1,
+                           out=tmp_path / "one", progress=False)
+    assert results["seeds"] == [0, 1]
+    assert [r["model"] for r in results["rows"]] == ["nips", "nips_paper", "lstsq", "lstsq_sym"]
+    per_seed = {run["seed"]: {r["model"]: r for r in run["rows"]} for run in results["per_seed"]}
+    for a, b in zip(per_seed[1].values(), single["rows"]):
+        assert a["id_rel_l2"] == pytest.approx(b["id_rel_l2"], rel=1e-6)
+    for row in results["rows"]:
+        values = [per_seed[s][row["model"]]["id_rel_l2"] for s in (0, 1)]
+        assert row["id_rel_l2"] == pytest.approx(np.mean(values))
+        assert row["id_rel_l2_std"] == pytest.approx(np.std(values, ddof=1))
+        assert row["id_rel_l2_std"] > 0
+    table = (tmp_path / "s" / "results.md").read_text()
+    assert "mean ± std" in table and " ± " in table.split("| nips |")[1].splitlines()[0]
+    assert "Papers' configurations" not in table  # no NAO row to compare nips_paper with
+    for s in (0, 1):
+        assert (tmp_path / "s" / f"seed{s}" / "nips" / "history.json").exists()
+
+
+def test_budget_seconds_sets_epochs_from_a_calibration(tmp_path):
+    from nips_plugin.evaluation.benchmark import PRESET_SETTINGS, calibrate_epochs, complete_settings
+    tasks = load_data("tiny", progress=False)
+    settings, _ = complete_settings(PRESET_SETTINGS["tiny"], tasks)
+    epochs, seconds = calibrate_epochs("nips", tasks, settings, budget_seconds=1.0)
+    assert seconds > 0 and epochs == max(1, round(1.0 / seconds))
+    assert calibrate_epochs("nips", tasks, settings, budget_seconds=1e-9)[0] == 1
+    results = run_benchmark(preset="tiny", models=("nips", "fno"), budget_seconds=0.5, seeds=(0, 1),
+                            out=tmp_path / "b", progress=False)
+    # calibrated on the first seed, the same epochs for every seed
+    epochs = results["settings"]["epochs"]
+    assert set(epochs) == {"nips", "fno"} and all(e >= 1 for e in epochs.values())
+    for run in results["per_seed"]:
+        assert {r["model"]: r["epochs"] for r in run["rows"] if r["epochs"]} == epochs
+    assert results["calibrated_here"] and "on this machine" in (tmp_path / "b" / "results.md").read_text()
+
+
+def test_failing_optional_step_is_a_warning(tmp_path, capsys, monkeypatch):
+    import nips_plugin.evaluation.benchmark as benchmark
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("grid not supported\nsecond line")
+
+    monkeypatch.setattr(benchmark, "superresolution_errors", broken)
+    results = run_benchmark(preset="tiny", models=("nips",), epochs=1, out=tmp_path / "b", progress=False)
+    err = capsys.readouterr().err
+    assert "warning: super-resolution failed (RuntimeError: grid not supported)" in err
+    assert "second line" not in err
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert saved["finished"] and saved["rows"][0]["id_rel_l2"] == results["rows"][0]["id_rel_l2"]
+    assert "superres_rel_l2" not in saved["rows"][0]
+
+
+def test_3d_task_file_with_hidden_fields_finishes_with_a_table(tmp_path):
+    """Kernels and hidden fields are 2-D only: a 3-D file says so in one line and keeps its table."""
+    from nips_plugin.data import save_tasks
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((6, 12, 1, 5, 5, 5)).astype(np.float32)
+    u = (0.1 * f + 0.01 * rng.standard_normal(f.shape)).astype(np.float32)
+    path = save_tasks(tmp_path / "cube.h5", f, u, params={"permeability": np.exp(rng.standard_normal((6, 5, 5, 5)))},
+                      split=np.array(["train"] * 4 + ["test"] * 2), pde="darcy")
+    results = run_benchmark(data=str(path), models=("nips",), epochs=1, out=tmp_path / "b", progress=False)
+    assert results["finished"] and "not available for 3-D grids" in results["interpretation"]
+    assert "not available for 3-D grids" in (tmp_path / "b" / "results.md").read_text()
+    assert [r["model"] for r in results["rows"]] == ["nips", "lstsq"]   # random data: not symmetric

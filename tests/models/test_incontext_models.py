@@ -51,13 +51,18 @@ def test_shapes_gradients_kernel(cls, n_dim, cf, cu, q):
         torch.testing.assert_close(via_kernel, out.detach(), rtol=1e-4, atol=1e-6 * out.abs().max())
 
 
+@pytest.mark.parametrize("cls", [NIPS, NAO, LinearNAO])
 @pytest.mark.parametrize("context_fit", ["least_squares", "symmetric"])
 @pytest.mark.parametrize("n_dim", [1, 2, 3])
 @pytest.mark.parametrize("input_norm", ["coordinate", "slab"])
-def test_nips_context_fit(context_fit, n_dim, input_norm):
+def test_context_fit(cls, context_fit, n_dim, input_norm):
     """The learned kernel acts on what the context does not span: the context is reproduced
-    exactly, u = M f still holds with the whole kernel, and every parameter learns from queries."""
-    model = build(NIPS, n_dim, q=3, context_fit=context_fit, input_norm=input_norm)
+    exactly, u = M f still holds with the whole kernel, and every parameter learns from queries
+    (the same enhancements for every in-context model)."""
+    options = dict(context_fit=context_fit, input_norm=input_norm)
+    if cls is not NIPS and input_norm == "coordinate":
+        options["input_modes"] = 4
+    model = build(cls, n_dim, q=3, **options)
     f, u, fq = sample(n_dim)
     out = model(pack_context(f, u, fq))
     out.square().sum().backward()
@@ -67,7 +72,7 @@ def test_nips_context_fit(context_fit, n_dim, input_norm):
         M = model.extract_kernel(pack_context(f, u, fq))
         via_kernel = torch.einsum("bij,bmj->bmi", M, fq.flatten(2)).reshape(out.shape)
         torch.testing.assert_close(via_kernel, out.detach(), rtol=1e-4, atol=1e-5 * out.abs().max())
-        context = build(NIPS, n_dim, q=0, context_fit=context_fit, input_norm=input_norm)
+        context = build(cls, n_dim, q=0, **options)
         context.load_state_dict(model.state_dict())
         torch.testing.assert_close(context(pack_context(f, u)), u.flatten(1, 2), rtol=1e-4, atol=1e-4)
         if context_fit == "symmetric":
