@@ -113,6 +113,23 @@ class ContextFit:
                 learned = self.residual(learned)                    # (I - P) K r
         return u if learned is None else u + learned
 
+    def operator_scale(self, operator):
+        """The scale ``c`` that best matches ``c S`` to the context on its span,
+        ``c = <G Q, S Q>_F / ||S Q||_F^2`` (``Q`` the span's orthonormal basis, ``G Q``
+        its responses): how strong this system is relative to a shared operator ``S``,
+        from the context alone (any linear system), ``[B, 1, 1]``.
+
+        Parameters
+        ----------
+        operator : callable
+            ``S``: rows ``[B, d, n_f] -> [B, d, n_u]``.
+        """
+        with torch.autocast(self.basis.device.type, enabled=False):
+            applied = operator(self.basis.mT)                         # S Q, as rows
+            num = (applied * self.responses).sum((1, 2))
+            den = (applied * applied).sum((1, 2))
+            return (num / den.clamp_min(torch.finfo(den.dtype).tiny))[:, None, None]
+
     @_full_precision
     def kernel(self, learned=None):
         """The full operator matrix ``[B, n_u, n_f]`` (``u = M f``), given the learned kernel

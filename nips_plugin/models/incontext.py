@@ -17,6 +17,7 @@ from ..layers.attention import (NonlocalAttentionLayer, SlabNorm, TokenLinear, a
                                 nonlocal_attention)
 from ..layers.context import ContextLayout
 from ..layers.context_fit import MODES as CONTEXT_FITS, ContextFit
+from ..layers.sine_operator import SineSeriesOperator
 
 
 def quadrature_weight(grid_shape, coord_range=(0.0, 1.0)):
@@ -59,9 +60,11 @@ class InContextOperator:
             )
 
     def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False,
-                      checkpoint_layers=False, layer_norm="feature", context_fit="none", input_modes=None):
+                      checkpoint_layers=False, layer_norm="feature", context_fit="none", input_modes=None,
+                      shared_operator_modes=None):
         """``n_modes``: the intermediate layers' Fourier filter (None: no filter);
-        ``input_modes``: cosines of the coordinate-field input affine (default ``n_modes``)."""
+        ``input_modes``: cosines of the coordinate-field input affine (default ``n_modes``);
+        ``shared_operator_modes``: sines of the shared operator (None: none)."""
         input_modes = n_modes if input_modes is None else input_modes
         cf, cu, d = self.layout.in_components, self.layout.out_components, self.layout.n_pairs
         if context_fit not in CONTEXT_FITS:
@@ -69,6 +72,16 @@ class InContextOperator:
         if context_fit == "symmetric" and cf != cu:
             raise ValueError(f"context_fit='symmetric' needs in_components == out_components, got {cf} and {cu}")
         self.context_fit = context_fit
+        if shared_operator_modes is not None:
+            if context_fit == "none":
+                raise ValueError("shared_operator_modes needs a context_fit (its scale comes from the context)")
+            shared_operator_modes = ((shared_operator_modes,) * self.n_dim if isinstance(shared_operator_modes, int)
+                                     else tuple(shared_operator_modes))
+            if len(shared_operator_modes) != self.n_dim:
+                raise ValueError(f"shared_operator_modes must give {self.n_dim} ints, got {shared_operator_modes!r}")
+            self.shared_operator = SineSeriesOperator(cf, cu, shared_operator_modes)
+        else:
+            self.shared_operator = None
 
         def n_tokens(option):
             if grid_shape is None or len(grid_shape) != self.n_dim:
@@ -172,6 +185,8 @@ class InContextOperator:
         values = f if fit is None else fit.residual(f)
         u = nonlocal_attention(queries, key_tokens, values, self.kernel_key, scale, self.attention)
         u = self._map_output(u.mT, grid)
+        if self.shared_operator is not None:
+            u = u + self._shared_scale(fit, grid) * self.shared_operator(values, grid)
         if fit is not None:
             u = fit.predict(f, u)
         return u.reshape(u.shape[0], -1, *grid)
@@ -196,4 +211,12 @@ class InContextOperator:
         scale = quadrature_weight(grid, self.coord_range) / math.sqrt(self.qk_channels)
         M = attention_matrix(queries, self.kernel_key(key_tokens), scale)
         M = self._map_output(M.transpose(1, 2), grid).transpose(1, 2)
+        if self.shared_operator is not None:
+            # the operator's matrix: its rows for the identity's rows are S^T
+            eye = torch.eye(M.shape[2], dtype=M.dtype, device=M.device)[None]
+            M = M + self._shared_scale(fit, grid) * self.shared_operator(eye, grid).mT
         return M if fit is None else fit.kernel(M)
+
+    def _shared_scale(self, fit, grid):
+        """This context's scale of the shared operator (:meth:`ContextFit.operator_scale`)."""
+        return fit.operator_scale(lambda rows: self.shared_operator(rows, grid))

@@ -66,6 +66,17 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         As for :class:`~nips_plugin.NIPS` (``"none"``, the paper's model, by
         default): with a fit, the kernel layer ``Delta A W^P`` acts on the part of
         each input the context does not span.
+    shared_operator_modes : int or tuple of int, optional
+        Add a learned full-rank operator shared by all systems to the kernel
+        layer, a truncated sine series with this many sines per grid dimension
+        (:class:`~nips_plugin.layers.sine_operator.SineSeriesOperator`, started at
+        the Dirichlet Laplacian's inverse), scaled for each context by the least-
+        squares match to the context on its span
+        (:meth:`~nips_plugin.layers.context_fit.ContextFit.operator_scale`):
+        the learned kernel becomes ``K r + c S r`` on the residual ``r``. It
+        carries the global, slowly decaying part of an elliptic Green's function
+        that a rank-``dk`` attention kernel cannot (in 3-D above all). Needs a
+        ``context_fit``; cost ``O(N m)`` per function, resolution independent.
     checkpoint_layers : bool, default False
         As for :class:`~nips_plugin.NIPS` (each layer then keeps no ``T x T`` attention).
     output_map_chunk_mb : float, default 256
@@ -108,7 +119,7 @@ class NAO(InContextOperator, BaseModel, name="nao"):
                  n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None,
                  checkpoint_layers=False, output_map_chunk_mb=256, coord_range=None,
                  output_map_contract=None, output_map_edges="grid", layer_norm="feature",
-                 input_modes=None, context_fit="none"):
+                 input_modes=None, context_fit="none", shared_operator_modes=None):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         if n_dim not in (1, 2, 3):
@@ -130,7 +141,8 @@ class NAO(InContextOperator, BaseModel, name="nao"):
             raise ValueError(f"input_modes must give {n_dim} ints (n_dim={n_dim}), got {input_modes!r}")
         self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers,
                            layer_norm=layer_norm, context_fit=context_fit,
-                           input_modes=None if input_modes is None else tuple(input_modes))
+                           input_modes=None if input_modes is None else tuple(input_modes),
+                           shared_operator_modes=shared_operator_modes)
         # an int: torch.compile specialises it (a float attribute would become symbolic)
         self._output_map_chunk_bytes = int(output_map_chunk_mb * 2**20)
         # "second": the output point is the MLP's first argument

@@ -77,6 +77,17 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         learn from held-out queries (``q > 0``), not from reconstructing the
         context. The kernel stays explicit (:meth:`extract_kernel` returns the
         whole ``M``) and the cost linear in the grid (``O(N d^2)``).
+    shared_operator_modes : int or tuple of int, optional
+        Add a learned full-rank operator shared by all systems to the kernel
+        layer, a truncated sine series with this many sines per grid dimension
+        (:class:`~nips_plugin.layers.sine_operator.SineSeriesOperator`, started at
+        the Dirichlet Laplacian's inverse), scaled for each context by the least-
+        squares match to the context on its span
+        (:meth:`~nips_plugin.layers.context_fit.ContextFit.operator_scale`):
+        the learned kernel becomes ``K r + c S r`` on the residual ``r``. It
+        carries the global, slowly decaying part of an elliptic Green's function
+        that a rank-``dk`` attention kernel cannot (in 3-D above all). Needs a
+        ``context_fit``; cost ``O(N m)`` per function, resolution independent.
     checkpoint_layers : bool, default False
         Recompute each attention layer in the backward pass instead of keeping
         its activations (``torch.utils.checkpoint``, non-reentrant): training
@@ -93,7 +104,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
                  n_layers=4, n_heads=1, qk_channels=40, n_modes=(12, 12), filter_per_head=False,
                  input_norm="coordinate", grid_shape=None, checkpoint_layers=False,
-                 context_fit="least_squares"):
+                 context_fit="least_squares", shared_operator_modes=None):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         n_modes = (n_modes,) if isinstance(n_modes, int) else tuple(n_modes)
@@ -102,7 +113,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         self.n_dim, self.n_heads, self.qk_channels = len(n_modes), n_heads, qk_channels
         self.attention = "linear"
         self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head, checkpoint_layers,
-                           context_fit=context_fit)
+                           context_fit=context_fit, shared_operator_modes=shared_operator_modes)
         cf, cu, d = in_components, out_components, n_pairs
         groups = n_heads if filter_per_head else 1
         # paired: output component c <- filtered f-block c + filtered u-block c
