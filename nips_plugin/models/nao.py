@@ -1,12 +1,17 @@
 """Nonlocal Attention Operator (NAO) and its linear-attention variant (LinearNAO)."""
 
+import functools
 import math
 
 from neuralop.models.base_model import BaseModel
 
-from ..layers.attention import TokenLinear
+from ..layers.attention import ORDERS, TokenLinear
 from ..layers.coordinate_kernel import CoordinateKernel
+from ..layers.cosine_kernel import CosineKernel
 from .incontext import InContextOperator, quadrature_weight
+
+#: the output map ``W^P``: the authors' MLP of coordinate pairs, or a truncated cosine series
+OUTPUT_MAPS = ("mlp", "cosine")
 
 
 class NAO(InContextOperator, BaseModel, name="nao"):
@@ -90,7 +95,7 @@ class NAO(InContextOperator, BaseModel, name="nao"):
        Interpretable Physics Discovery", NeurIPS 2024, arXiv:2408.07307.
     """
 
-    #: contraction order of every attention; LinearNAO: "linear"
+    #: default contraction order of every attention (``attention_order``); LinearNAO: "linear"
     _attention = "quadratic"
     #: the authors' defaults of the class (NAO_Darcy.py): see the class docstring
     _default_coord_range = (-1.0, 1.0)
@@ -99,7 +104,8 @@ class NAO(InContextOperator, BaseModel, name="nao"):
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
                  n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None,
                  checkpoint_layers=False, output_map_chunk_mb=256, coord_range=None,
-                 output_map_contract=None, output_map_edges="grid", layer_norm="feature"):
+                 output_map_contract=None, output_map_edges="grid", layer_norm="feature",
+                 output_map="mlp", output_map_modes=8, attention_order=None):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         if n_dim not in (1, 2, 3):
@@ -112,19 +118,34 @@ class NAO(InContextOperator, BaseModel, name="nao"):
             raise ValueError(f"output_map_contract must be 'first' or 'second', got {output_map_contract!r}")
         if output_map_edges not in ("grid", "transposed"):
             raise ValueError(f"output_map_edges must be 'grid' or 'transposed', got {output_map_edges!r}")
+        if output_map not in OUTPUT_MAPS:
+            raise ValueError(f"output_map must be one of {OUTPUT_MAPS}, got {output_map!r}")
+        if output_map == "cosine" and output_map_edges != "grid":
+            raise ValueError("output_map_edges='transposed' is a convention of the authors' MLP W^P: "
+                             "use it with output_map='mlp'")
         self.n_dim, self.n_heads, self.qk_channels = n_dim, n_heads, qk_channels
         self.coord_range = (float(coord_range[0]), float(coord_range[1]))
-        self.attention = self._attention
+        self.attention = attention_order or self._attention
+        if self.attention not in ORDERS:
+            raise ValueError(f"attention_order must be one of {ORDERS}, got {attention_order!r}")
         self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers,
                            layer_norm=layer_norm)
-        # an int: torch.compile specialises it (a float attribute would become symbolic)
-        self._output_map_chunk_bytes = int(output_map_chunk_mb * 2**20)
-        # "second": the output point is the MLP's first argument
-        self._swap_output_map = output_map_contract == "second"
+        # "second": the output point is the kernel's first argument
+        self._output_map_kwargs = dict(swap=output_map_contract == "second")
         self.kernel_query = TokenLinear(n_pairs, n_heads * qk_channels)
-        transposed = output_map_edges == "transposed"
-        self.output_map_f = CoordinateKernel(n_dim, in_components, out_components, self.coord_range, transposed)
-        self.output_map_u = CoordinateKernel(n_dim, out_components, out_components, self.coord_range, transposed)
+        if output_map == "mlp":
+            # an int: torch.compile specialises it (a float attribute would become symbolic)
+            self._output_map_kwargs["chunk_bytes"] = int(output_map_chunk_mb * 2**20)
+            make = functools.partial(CoordinateKernel, n_dim, coord_range=self.coord_range,
+                                     transposed=output_map_edges == "transposed")
+        else:
+            modes = (output_map_modes,) * n_dim if isinstance(output_map_modes, int) else output_map_modes
+            if len(modes) != n_dim:
+                raise ValueError(f"output_map_modes must be an int or a tuple of {n_dim} ints, "
+                                 f"got {output_map_modes!r}")
+            make = functools.partial(CosineKernel, modes)
+        self.output_map_f = make(rows=in_components, cols=out_components)
+        self.output_map_u = make(rows=out_components, cols=out_components)
 
     def _kernel_queries(self, tokens, grid_shape):
         return self.kernel_query(tokens)
@@ -133,9 +154,8 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         """``Delta values W^P``: ``[..., T] -> [..., N*c_u]``, rows of ``W^P`` over the f-
         then u-tokens, columns over output points; ``W^P`` is never formed whole."""
         n_f = self.layout.in_components * math.prod(grid_shape)
-        kwargs = dict(swap=self._swap_output_map, chunk_bytes=self._output_map_chunk_bytes)
-        out = self.output_map_f.contract(values[..., :n_f], grid_shape, **kwargs)
-        out = out + self.output_map_u.contract(values[..., n_f:], grid_shape, **kwargs)
+        out = self.output_map_f.contract(values[..., :n_f], grid_shape, **self._output_map_kwargs)
+        out = out + self.output_map_u.contract(values[..., n_f:], grid_shape, **self._output_map_kwargs)
         return quadrature_weight(grid_shape, self.coord_range) * out
 
 

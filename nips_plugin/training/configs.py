@@ -32,11 +32,18 @@ class NIPS(ModelConfig):
     context_fit: str = "auto"
 
 
+# NAO/LinearNAO: the output map W^P as a cosine series (8 cosines per axis in each
+# argument) instead of the authors' MLP over all N^2 point pairs, whose cost dominated
+# the train step; NAO's softmax-free attention contracted in the linear order, the same
+# function as the explicit T x T matrix at LinearNAO's cost (docs/performance.md)
 class NAO(ModelConfig):
     model_arch: str = "nao"
     n_layers: int = 2
     n_heads: int = 1
     qk_channels: int = 32
+    output_map: str = "cosine"
+    output_map_modes: int = 8
+    attention_order: str = "linear"
 
 
 class LinearNAO(NAO):
