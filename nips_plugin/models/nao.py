@@ -140,9 +140,9 @@ class NAO(InContextOperator, BaseModel, name="nao"):
                                      transposed=output_map_edges == "transposed")
         else:
             modes = (output_map_modes,) * n_dim if isinstance(output_map_modes, int) else output_map_modes
-            if len(modes) != n_dim:
-                raise ValueError(f"output_map_modes must be an int or a tuple of {n_dim} ints, "
-                                 f"got {output_map_modes!r}")
+            if len(modes) != n_dim or not all(isinstance(m, int) and m >= 1 for m in modes):
+                raise ValueError(f"output_map_modes must be a positive int or a tuple of {n_dim} "
+                                 f"positive ints, got {output_map_modes!r}")
             make = functools.partial(CosineKernel, modes)
         self.output_map_f = make(rows=in_components, cols=out_components)
         self.output_map_u = make(rows=out_components, cols=out_components)
