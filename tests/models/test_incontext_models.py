@@ -23,14 +23,8 @@ def sample(n_dim, B=2, d=4, cf=1, cu=1, q=3):
     return f, u, fq
 
 
-@pytest.mark.parametrize("cls", [NIPS, NAO, LinearNAO])
-@pytest.mark.parametrize("n_dim", [1, 2, 3])
-@pytest.mark.parametrize("cf,cu", [(1, 1), (2, 2), (2, 1)])
-@pytest.mark.parametrize("q", [0, 3])
-def test_shapes_gradients_kernel(cls, n_dim, cf, cu, q):
-    # NIPS's context fit reproduces the context exactly, leaving nothing to learn when q = 0
-    options = {"context_fit": "none"} if cls is NIPS and q == 0 else {}
-    model = build(cls, n_dim, cf=cf, cu=cu, q=q, **options)
+def check_shapes_gradients_kernel(model, n_dim, cf, cu, q):
+    """Output shape, a gradient for every parameter, and u_hat = M f with M = extract_kernel."""
     f, u, fq = sample(n_dim, cf=cf, cu=cu, q=q)
     x = pack_context(f, u, fq)
     out = model(x, y=torch.zeros(1))  # the Trainer passes the whole batch
@@ -49,6 +43,26 @@ def test_shapes_gradients_kernel(cls, n_dim, cf, cu, q):
         inputs = (fq if q else f).flatten(2)  # [B, m, N c_f]
         via_kernel = torch.einsum("bij,bmj->bmi", M, inputs).reshape(out.shape)
         torch.testing.assert_close(via_kernel, out.detach(), rtol=1e-4, atol=1e-6 * out.abs().max())
+
+
+@pytest.mark.parametrize("cls", [NIPS, NAO, LinearNAO])
+@pytest.mark.parametrize("n_dim", [1, 2, 3])
+@pytest.mark.parametrize("cf,cu", [(1, 1), (2, 2), (2, 1)])
+@pytest.mark.parametrize("q", [0, 3])
+def test_shapes_gradients_kernel(cls, n_dim, cf, cu, q):
+    # NIPS's context fit reproduces the context exactly, leaving nothing to learn when q = 0
+    options = {"context_fit": "none"} if cls is NIPS and q == 0 else {}
+    check_shapes_gradients_kernel(build(cls, n_dim, cf=cf, cu=cu, q=q, **options), n_dim, cf, cu, q)
+
+
+@pytest.mark.parametrize("cls", [NAO, LinearNAO])
+@pytest.mark.parametrize("n_dim", [1, 2, 3])
+@pytest.mark.parametrize("cf,cu", [(1, 1), (2, 1)])
+@pytest.mark.parametrize("attention_order", ["linear", "quadratic"])
+def test_cosine_output_map_shapes_gradients_kernel(cls, n_dim, cf, cu, attention_order):
+    model = build(cls, n_dim, cf=cf, cu=cu, output_map="cosine", output_map_modes=3,
+                  attention_order=attention_order)
+    check_shapes_gradients_kernel(model, n_dim, cf, cu, q=3)
 
 
 @pytest.mark.parametrize("cls", [NIPS, NAO, LinearNAO])
@@ -142,6 +156,51 @@ def test_nao_conventions_are_the_authors():
 
 
 @pytest.mark.parametrize("cls", [NAO, LinearNAO])
+@pytest.mark.parametrize("output_map", ["mlp", "cosine"])
+def test_attention_orders_are_the_same_function(cls, output_map):
+    """The softmax-free attention contracted as (v K^T) Q or through the explicit T x T matrix:
+    same outputs and same gradients (float64), for the model's default order and the other."""
+    default = build(cls, 2, output_map=output_map).double()
+    other = build(cls, 2, output_map=output_map,
+                  attention_order="linear" if default.attention == "quadratic" else "quadratic").double()
+    assert {default.attention, other.attention} == {"linear", "quadratic"}
+    other.load_state_dict(default.state_dict())
+    x = pack_context(*sample(2)).double()
+    outs = [model(x) for model in (default, other)]
+    torch.testing.assert_close(outs[0], outs[1])
+    for model, out in zip((default, other), outs):
+        out.square().sum().backward()
+    for (name, a), b in zip(default.named_parameters(), other.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_cosine_output_map_conventions():
+    """The cosine W^P keeps each class's quadrature weight and orientation: NAO sums over the
+    kernel's first argument, LinearNAO over its second (the transposed matrix)."""
+    grid, values = (9, 8), torch.randn(2, 3, 2 * 72)
+    nao, lin = build(NAO, 2, output_map="cosine"), build(LinearNAO, 2, output_map="cosine")
+    with torch.no_grad():
+        Wf, Wu = nao.output_map_f(grid), nao.output_map_u(grid)
+        expected = (2 / 8) * (2 / 7) * (values[..., :72] @ Wf + values[..., 72:] @ Wu)
+        torch.testing.assert_close(nao._map_output(values, grid), expected)
+        Wf, Wu = lin.output_map_f(grid), lin.output_map_u(grid)
+        expected = (1 / 8) * (1 / 7) * (values[..., :72] @ Wf.T + values[..., 72:] @ Wu.T)
+        torch.testing.assert_close(lin._map_output(values, grid), expected)
+
+
+@pytest.mark.parametrize("cls", [NAO, LinearNAO])
+def test_cosine_output_map_is_resolution_independent(cls):
+    """One set of parameters (independent of the grid) predicts on every grid."""
+    model = build(cls, 2, output_map="cosine", output_map_modes=(5, 4))
+    n_params = count_model_params(model)
+    assert model.output_map_f.coefficients.shape == (1, 20, 1, 20)
+    for grid in [(9, 9), (17, 13)]:
+        x = pack_context(torch.randn(1, 4, 1, *grid), torch.randn(1, 4, 1, *grid), torch.randn(1, 3, 1, *grid))
+        assert model(x).shape == (1, 3, *grid)
+    assert count_model_params(model) == n_params
+
+
+@pytest.mark.parametrize("cls", [NAO, LinearNAO])
 def test_released_configuration_options(cls):
     """The NAO folder's options (per-layer slab norm, transposed edges) train and keep u = M f."""
     model = build(cls, 2, layer_norm="token_affine", grid_shape=(9, 8), output_map_edges="transposed")
@@ -195,7 +254,9 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="layer_norm='token_affine' needs grid_shape"):
         NAO(in_channels=8, out_channels=4, n_pairs=4, layer_norm="token_affine")
     for bad in ({"layer_norm": "batch"}, {"coord_range": (1.0, -1.0)}, {"output_map_contract": "both"},
-                {"output_map_edges": "diagonal"}):
+                {"output_map_edges": "diagonal"}, {"output_map": "fourier"}, {"attention_order": "cubic"},
+                {"output_map_modes": (4,), "output_map": "cosine"}, {"output_map_modes": (4, 0), "output_map": "cosine"},
+                {"output_map_edges": "transposed", "output_map": "cosine"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             LinearNAO(in_channels=8, out_channels=4, n_pairs=4, **bad)
     ref = NIPS(in_channels=8, out_channels=4, n_pairs=4, n_modes=(9, 9), input_norm="token_affine",

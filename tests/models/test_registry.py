@@ -6,6 +6,9 @@ from zencfg.bunch import Bunch
 
 import nips_plugin
 from nips_plugin import pack_context
+from nips_plugin.layers.context import ContextLayout
+from nips_plugin.layers.cosine_kernel import CosineKernel
+from nips_plugin.training.zoo import build_model
 
 
 def test_registered_next_to_fno():
@@ -16,7 +19,9 @@ def test_registered_next_to_fno():
     assert BaseModel._models["linear_nao"] is nips_plugin.LinearNAO
 
 
-@pytest.mark.parametrize("arch,extra", [("nips", {"n_modes": (6, 6)}), ("nao", {}), ("linear_nao", {})])
+@pytest.mark.parametrize("arch,extra", [("nips", {"n_modes": (6, 6)}), ("nao", {}), ("linear_nao", {}),
+                                        ("nao", {"output_map": "cosine", "output_map_modes": (3, 4),
+                                                 "attention_order": "linear"})])
 def test_get_model_and_checkpoint_round_trip(arch, extra, tmp_path):
     config = Bunch({"model": Bunch({"model_arch": arch, "data_channels": 2 * 5 * 2 + 3 * 2,
                                     "out_channels": 3 * 2, "n_pairs": 5, "in_components": 2,
@@ -28,6 +33,14 @@ def test_get_model_and_checkpoint_round_trip(arch, extra, tmp_path):
     loaded = type(model).from_checkpoint(tmp_path, "m")
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize("name", ["nao", "linear_nao"])
+def test_zoo_builds_the_cheap_nao(name):
+    """The zoo's NAO / LinearNAO: cosine-series W^P and linear-order attention (configs.py)."""
+    model = build_model(name, ContextLayout(4, n_queries=2), 2)
+    assert isinstance(model.output_map_f, CosineKernel) and isinstance(model.output_map_u, CosineKernel)
+    assert model.attention == "linear" and all(layer.attention == "linear" for layer in model.layers)
 
 
 def test_unknown_model_name_is_clear():
