@@ -168,16 +168,20 @@ class SystemSampler(DistributedSampler):
     num_replicas, rank : int, optional
         Default: from the initialised process group.
     seed : int
+
+    Attributes
+    ----------
+    owner : np.ndarray
+        ``[n]`` the rank owning each system position.
     """
 
     def __init__(self, dataset, num_replicas=None, rank=None, seed=0):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         n = len(dataset.systems)
-        if self.num_replicas > 1 and min(n, len(dataset)) < n or n < self.num_replicas:
+        if n < self.num_replicas or (self.num_replicas > 1 and len(dataset) < n):
             raise ValueError(f"cannot share {n} training systems and {len(dataset)} samples among "
                              f"{self.num_replicas} ranks: need a system per rank and a sample per system")
         self.owner = np.arange(n) * self.num_replicas // n
-        """Rank owning each system position, ``[n]``."""
 
     def __iter__(self):
         g = torch.Generator()
