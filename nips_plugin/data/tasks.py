@@ -119,7 +119,7 @@ class H5Array:
     """A float32 dataset of a task file, read from the file when indexed.
 
     The ``f`` and ``u`` of a lazily loaded :class:`TaskSet`. Indexing is
-    numpy's, system axis first: ``a[s, ...]`` with an int ``s`` reads system
+    numpy's (without ``None``): ``a[s, ...]`` with an int ``s`` reads system
     ``s`` (one chunk) and indexes it as numpy would (``a[s, pairs]`` with
     ``pairs`` in any order); ``a[systems, ...]`` with an index array or slice
     stacks the systems, indexed alike (then without index arrays on the other
@@ -173,8 +173,12 @@ class H5Array:
 
     def __getitem__(self, key):
         key = (key if isinstance(key, tuple) else (key,)) or (slice(None),)
-        if key[0] is Ellipsis or any(k is None for k in key):
-            raise ValueError("an H5Array is indexed system axis first, without None")
+        if any(k is None for k in key):
+            raise ValueError("an H5Array takes no new axes (None) in its index")
+        ellipsis = [i for i, k in enumerate(key) if k is Ellipsis]
+        if ellipsis:  # spelled out, so that key[0] indexes the systems
+            i = ellipsis[0]
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1:]
         rows, rest = self._rows[key[0]], key[1:]
         if rows.ndim > 1 or (rows.ndim == 1 and any(np.ndim(k) for k in rest)):
             raise ValueError("an H5Array takes index arrays on the system axis or on the others, not both")
