@@ -78,8 +78,6 @@ class InContextDataset(Dataset):
         self.systems = np.asarray(systems, dtype=np.int64)
         self.n_pairs, self.n_queries = n_pairs, n_queries
         self.mode, self.seed, self.length = mode, seed, length
-        self._hidden = (torch.from_numpy(np.stack([tasks.params[k] for k in tasks.param_names], 1))
-                        if tasks.params else None)
 
     def __len__(self):
         return self.length
@@ -110,15 +108,18 @@ class InContextDataset(Dataset):
         # copies only the drawn pairs, from memory or (lazy TaskSet) from the file
         f = torch.from_numpy(self.tasks.f[system, pairs])[None]
         u = torch.from_numpy(self.tasks.u[system, pairs])[None]
+        # stacked per sample: a copy of all systems' fields would grow with the file
+        hidden = (torch.from_numpy(np.stack([self.tasks.params[k][system] for k in self.tasks.param_names]))
+                  if self.tasks.params else None)
         if self.mode == "oracle":
             # pack_responses flattens [1, q, c, *grid] functions pair-major, as for x
-            x = torch.cat([self._hidden[system], pack_responses(f[:, d:])[0]])
+            x = torch.cat([hidden, pack_responses(f[:, d:])[0]])
         else:
             x = pack_context(f[:, :d], u[:, :d], f[:, d:] if q else None)[0]
         sample = {"x": x, "y": pack_responses(u[:, d:] if q else u[:, :d])[0],
                   "system": torch.tensor(system)}
-        if self._hidden is not None:
-            sample["hidden"] = self._hidden[system]
+        if hidden is not None:
+            sample["hidden"] = hidden
         return sample
 
 
