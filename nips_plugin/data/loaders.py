@@ -30,7 +30,6 @@ import warnings
 import numpy as np
 import torch
 import torch.distributed as dist
-from neuralop.data.datasets.dict_dataset import DictDataset
 from neuralop.data.transforms.data_processors import DataProcessor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
@@ -79,11 +78,6 @@ class InContextDataset(Dataset):
         self.systems = np.asarray(systems, dtype=np.int64)
         self.n_pairs, self.n_queries = n_pairs, n_queries
         self.mode, self.seed, self.length = mode, seed, length
-        # zero-copy views; fancy indexing below copies only the drawn pairs
-        self._f = torch.from_numpy(tasks.f)
-        self._u = torch.from_numpy(tasks.u)
-        self._hidden = (torch.from_numpy(np.stack([tasks.params[k] for k in tasks.param_names], 1))
-                        if tasks.params else None)
 
     def __len__(self):
         return self.length
@@ -110,18 +104,92 @@ class InContextDataset(Dataset):
             ``x``, ``y``, ``system`` (0-d int64) and ``hidden`` if any.
         """
         d, q = self.n_pairs, self.n_queries
-        pairs = torch.from_numpy(rng.choice(self.tasks.n_pairs, size=d + q, replace=False))
-        f, u = self._f[system, pairs][None], self._u[system, pairs][None]
+        pairs = rng.choice(self.tasks.n_pairs, size=d + q, replace=False)
+        # copies only the drawn pairs, from memory or (lazy TaskSet) from the file
+        f = torch.from_numpy(self.tasks.f[system, pairs])[None]
+        u = torch.from_numpy(self.tasks.u[system, pairs])[None]
+        # stacked per sample: a copy of all systems' fields would grow with the file
+        hidden = (torch.from_numpy(np.stack([self.tasks.params[k][system] for k in self.tasks.param_names]))
+                  if self.tasks.params else None)
         if self.mode == "oracle":
             # pack_responses flattens [1, q, c, *grid] functions pair-major, as for x
-            x = torch.cat([self._hidden[system], pack_responses(f[:, d:])[0]])
+            x = torch.cat([hidden, pack_responses(f[:, d:])[0]])
         else:
             x = pack_context(f[:, :d], u[:, :d], f[:, d:] if q else None)[0]
         sample = {"x": x, "y": pack_responses(u[:, d:] if q else u[:, :d])[0],
                   "system": torch.tensor(system)}
-        if self._hidden is not None:
-            sample["hidden"] = self._hidden[system]
+        if hidden is not None:
+            sample["hidden"] = hidden
         return sample
+
+
+class FixedSamples(Dataset):
+    """The fixed test samples of some systems, drawn when indexed (never all held in memory).
+
+    Sample ``k`` is draw ``k % n`` of system ``systems[k // n]``, from the
+    stream ``(seed, 1, system, k % n)``.
+
+    Parameters
+    ----------
+    source : InContextDataset
+        Draws the samples (:meth:`InContextDataset.sample`).
+    systems : sequence of int
+    n_per_system : int
+        Draws per system ``n``.
+    """
+
+    def __init__(self, source, systems, n_per_system):
+        self.source, self.systems, self.n = source, np.asarray(systems, dtype=np.int64), n_per_system
+
+    def __len__(self):
+        return len(self.systems) * self.n
+
+    def __getitem__(self, k):
+        system, draw = int(self.systems[k // self.n]), k % self.n
+        return self.source.sample(system, _rng(self.source.seed, _TEST_STREAM, system, draw))
+
+
+class SystemSampler(DistributedSampler):
+    """A ``DistributedSampler`` whose ranks draw disjoint sets of systems.
+
+    Sample ``i`` of an :class:`InContextDataset` uses system position
+    ``j = i % n`` (``n = len(dataset.systems)``); rank ``r`` of ``R`` owns
+    the contiguous block of positions ``j`` with ``floor(j R / n) = r`` and
+    yields only the samples of its systems, so that a lazily loaded task
+    file is read by each rank for its own systems only. Each epoch the
+    samples are shuffled as ``DistributedSampler`` shuffles them (permutation
+    seeded by ``seed + epoch``) and every rank yields
+    ``ceil(len(dataset) / R)`` of its own (cycling through them, or leaving
+    some out, to keep the ranks in step). With one replica this is exactly
+    ``DistributedSampler``'s order.
+
+    Parameters
+    ----------
+    dataset : InContextDataset
+    num_replicas, rank : int, optional
+        Default: from the initialised process group.
+    seed : int
+
+    Attributes
+    ----------
+    owner : np.ndarray
+        ``[n]`` the rank owning each system position.
+    """
+
+    def __init__(self, dataset, num_replicas=None, rank=None, seed=0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        n = len(dataset.systems)
+        if n < self.num_replicas or (self.num_replicas > 1 and len(dataset) < n):
+            raise ValueError(f"cannot share {n} training systems and {len(dataset)} samples among "
+                             f"{self.num_replicas} ranks: need a system per rank and a sample per system")
+        self.owner = np.arange(n) * self.num_replicas // n
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.dataset), generator=g).numpy()
+        own = order[self.owner[order % len(self.owner)] == self.rank]
+        return iter(np.resize(own, self.num_samples).tolist())
 
 
 class EpochSampler(Sampler):
@@ -136,7 +204,7 @@ class EpochSampler(Sampler):
     ----------
     sampler : DistributedSampler
         Shuffles (by ``seed + epoch``) and, under ``torch.distributed``,
-        shards the indices.
+        shards the indices (:class:`SystemSampler`: by system).
     """
 
     def __init__(self, sampler):
@@ -156,12 +224,18 @@ class EpochSampler(Sampler):
         return len(self.sampler)
 
 
-def _component_rms(a, systems):
-    """RMS of each component (axis 2) of ``a[systems]`` over pairs and grid, in float64."""
-    sumsq = np.zeros(a.shape[2])
-    for s in systems:  # one system at a time: never copies the whole training set
-        sumsq += np.square(a[s], dtype=np.float64).sum(axis=(0, *range(2, a.ndim - 1)))
-    return np.sqrt(sumsq / (len(systems) * a.shape[1] * math.prod(a.shape[3:])))
+def _component_rms(tasks, systems):
+    """RMS of each component (axis 2) of ``f[systems]`` and ``u[systems]`` over pairs and grid.
+
+    One streaming pass, one system in memory at a time (a lazy TaskSet reads
+    each system once); sums in float64.
+    """
+    sumsq = [np.zeros(tasks.in_components), np.zeros(tasks.out_components)]
+    for s in systems:
+        for total, a in zip(sumsq, (tasks.f[s], tasks.u[s])):
+            total += np.square(a, dtype=np.float64).sum(axis=(0, *range(2, a.ndim)))
+    n = len(systems) * tasks.n_pairs * math.prod(tasks.grid_shape)
+    return [np.sqrt(total / n) for total in sumsq]
 
 
 def _nonzero(scale):
@@ -263,8 +337,9 @@ class InContextDataProcessor(DataProcessor):
         if len(systems) == 0:
             raise ValueError("cannot fit normalisation statistics on zero systems")
         # copy_ casts the float64 statistics to the buffers' dtype and device
-        self.sigma_f.copy_(torch.as_tensor(_nonzero(_component_rms(tasks.f, systems))))
-        self.sigma_u.copy_(torch.as_tensor(_nonzero(_component_rms(tasks.u, systems))))
+        sigma_f, sigma_u = _component_rms(tasks, systems)
+        self.sigma_f.copy_(torch.as_tensor(_nonzero(sigma_f)))
+        self.sigma_u.copy_(torch.as_tensor(_nonzero(sigma_u)))
         if self.n_hidden:
             fields = np.stack([tasks.params[k][systems] for k in tasks.param_names]).astype(np.float64)
             axes = tuple(range(1, fields.ndim))
@@ -430,7 +505,9 @@ def load_incontext(tasks, n_pairs, n_queries, batch_size=16, test_batch_size=Non
     Parameters
     ----------
     tasks : TaskSet or str or os.PathLike
-        The systems, or a task file (see :mod:`nips_plugin.data.tasks`).
+        The systems, or a task file (see :mod:`nips_plugin.data.tasks`; read
+        lazily when large, see :func:`~nips_plugin.data.tasks.load_tasks`).
+        Samples are read from a lazy TaskSet when drawn.
     n_pairs : int
         Context pairs ``d >= 1`` per sample.
     n_queries : int
@@ -452,9 +529,9 @@ def load_incontext(tasks, n_pairs, n_queries, batch_size=16, test_batch_size=Non
     num_workers : int
         DataLoader workers.
     distributed : bool
-        Shard the training samples over the ranks with a
-        ``DistributedSampler`` (needs an initialised process group); test
-        loaders are not sharded.
+        Shard the training systems over the ranks with a
+        :class:`SystemSampler` (needs an initialised process group): each
+        rank reads only its own systems. Test loaders are not sharded.
 
     Returns
     -------
@@ -490,9 +567,9 @@ def load_incontext(tasks, n_pairs, n_queries, batch_size=16, test_batch_size=Non
     if distributed and not (dist.is_available() and dist.is_initialized()):
         warnings.warn("distributed=True but no process group is initialised: not sharding")
         distributed = False
-    # with one replica DistributedSampler is a plain shuffle seeded by seed + epoch
+    # with one replica a plain shuffle seeded by seed + epoch
     shards = {} if distributed else dict(num_replicas=1, rank=0)
-    sampler = EpochSampler(DistributedSampler(train_set, shuffle=True, seed=seed, **shards))
+    sampler = EpochSampler(SystemSampler(train_set, seed=seed, **shards))
     pin = torch.cuda.is_available()
     train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler,
                               num_workers=num_workers, pin_memory=pin)
@@ -501,8 +578,7 @@ def load_incontext(tasks, n_pairs, n_queries, batch_size=16, test_batch_size=Non
     for name, split in (("id", "test"), ("ood", "ood")):
         systems = tasks.indices(split)
         if len(systems):
-            samples = [train_set.sample(int(s), _rng(seed, _TEST_STREAM, int(s), k))
-                       for s in systems for k in range(n_test_samples_per_system)]
-            test_loaders[name] = DataLoader(DictDataset(samples), batch_size=test_batch_size or batch_size,
+            samples = FixedSamples(train_set, systems, n_test_samples_per_system)
+            test_loaders[name] = DataLoader(samples, batch_size=test_batch_size or batch_size,
                                             shuffle=False, num_workers=num_workers, pin_memory=pin)
     return train_loader, test_loaders, processor

@@ -9,8 +9,11 @@ import torch.distributed as dist
 from neuralop import Trainer
 from neuralop.models import FNO
 
-from nips_plugin.data.loaders import InContextDataProcessor, QueryRelL2Loss, load_incontext
-from nips_plugin.data.tasks import TaskSet, save_tasks
+from torch.utils.data import DataLoader, DistributedSampler
+
+from nips_plugin.data.loaders import (EpochSampler, InContextDataProcessor, QueryRelL2Loss, SystemSampler,
+                                      load_incontext)
+from nips_plugin.data.tasks import TaskSet, load_tasks, save_tasks
 from nips_plugin.layers.context import unpack_context, unpack_responses
 
 SPLIT = ["train"] * 8 + ["test"] * 2 + ["ood"] * 2
@@ -249,3 +252,76 @@ def test_distributed_flag(tmp_path):
         assert tests["id"].sampler.__class__.__name__ == "SequentialSampler"
     finally:
         dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------- out-of-core task files
+
+def _lazy_copy(tasks, path):
+    """``tasks`` written to ``path`` and opened lazily."""
+    save_tasks(path, tasks.f, tasks.u, tasks.params, tasks.split, **tasks.attrs)
+    lazy = load_tasks(path, lazy=True)
+    assert lazy.lazy
+    return lazy
+
+
+@pytest.mark.parametrize("mode, q", [("incontext", 2), ("incontext", 0), ("oracle", 2)])
+def test_lazy_samples_equal_eager_samples(tmp_path, mode, q):
+    tasks = make_tasks(grid=(8, 6), c_f=2, c_u=1)
+    lazy = _lazy_copy(tasks, tmp_path / "t.h5")
+    kw = dict(n_pairs=3, n_queries=q, batch_size=5, n_test_samples_per_system=3, seed=4, mode=mode)
+    eager_loaders, lazy_loaders = load_incontext(tasks, **kw), load_incontext(lazy, **kw)
+    for name in ("sigma_f", "sigma_u", "hidden_mean", "hidden_std"):
+        assert torch.equal(getattr(eager_loaders[2], name), getattr(lazy_loaders[2], name))
+    # two epochs, and the lazy one through forked workers that open the file themselves
+    lazy_workers = load_incontext(lazy, num_workers=2, **kw)[0]
+    for epoch in range(2):
+        batches = [list(loader) for loader in (eager_loaders[0], lazy_loaders[0], lazy_workers)]
+        assert len(batches[0]) == len(batches[1]) == len(batches[2]) > 1
+        for b_eager, b_lazy, b_workers in zip(*batches):
+            assert all(torch.equal(b_eager[k], b_lazy[k]) and torch.equal(b_eager[k], b_workers[k])
+                       for k in b_eager), epoch
+    for name in ("id", "ood"):
+        pairs = list(zip(eager_loaders[1][name], lazy_loaders[1][name]))
+        assert len(pairs) == 2
+        assert all(torch.equal(a[k], b[k]) for a, b in pairs for k in a)
+
+
+def test_streaming_statistics_equal_in_memory_ones(tmp_path):
+    tasks = make_tasks(grid=(8, 6), c_f=2, c_u=3, test_scale=30.0)
+    lazy = _lazy_copy(tasks, tmp_path / "t.h5")
+    proc = InContextDataProcessor(2, 1, 2, 3, n_hidden=1).fit(lazy, lazy.indices("train"))
+    f = np.asarray(tasks.f[:8], np.float64)  # the 8 training systems, in memory
+    u = np.asarray(tasks.u[:8], np.float64)
+    np.testing.assert_allclose(proc.sigma_f.numpy(), np.sqrt(np.mean(f ** 2, axis=(0, 1, 3, 4))), rtol=1e-6)
+    np.testing.assert_allclose(proc.sigma_u.numpy(), np.sqrt(np.mean(u ** 2, axis=(0, 1, 3, 4))), rtol=1e-6)
+    a = tasks.params["a"][:8].astype(np.float64)
+    np.testing.assert_allclose(proc.hidden_mean.numpy(), [a.mean()], rtol=1e-6)
+    np.testing.assert_allclose(proc.hidden_std.numpy(), [a.std()], rtol=1e-6)
+
+
+def test_ranks_draw_disjoint_systems():
+    tasks = make_tasks()  # 8 training systems
+    train, _, _ = load_incontext(tasks, 3, 2, batch_size=4, n_train_samples_per_epoch=50)
+    dataset = train.dataset
+    system_of = lambda i: int(dataset.systems[i % len(dataset.systems)])  # noqa: E731
+    # one replica: DistributedSampler's order, so single-process draws did not change
+    for epoch in range(2):
+        ours, theirs = SystemSampler(dataset, 1, 0, seed=3), DistributedSampler(dataset, 1, 0, seed=3)
+        ours.set_epoch(epoch), theirs.set_epoch(epoch)
+        assert list(ours) == list(theirs)
+    for world in (2, 3):
+        seen = []
+        for rank in range(world):
+            sampler = SystemSampler(dataset, num_replicas=world, rank=rank, seed=3)
+            sampler.set_epoch(1)
+            indices = list(sampler)
+            assert len(indices) == len(sampler) == -(-50 // world)  # the ranks stay in step
+            seen.append({system_of(i) for i in indices})
+            # the batches a rank's loader yields hold only its systems
+            loader = DataLoader(dataset, batch_size=4, sampler=EpochSampler(sampler))
+            assert {int(s) for b in loader for s in b["system"]} == seen[-1]
+        assert set().union(*seen) == set(range(8))
+        assert sum(len(s) for s in seen) == 8  # disjoint
+        assert max(map(len, seen)) - min(map(len, seen)) <= 1
+    with pytest.raises(ValueError, match="a system per rank"):
+        SystemSampler(dataset, num_replicas=9, rank=0)

@@ -1,11 +1,16 @@
 """Task sets and the HDF5 task file format."""
 
+import os
+import pickle
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from nips_plugin.data.tasks import TaskSet, default_split, load_tasks, save_tasks
+from nips_plugin.data import tasks as tasks_module
+from nips_plugin.data.tasks import H5Array, TaskSet, TaskWriter, default_split, load_tasks, save_tasks
 
 
 def _arrays(S=12, P=5, c_f=1, c_u=2, grid=(9,), seed=0):
@@ -154,3 +159,127 @@ def test_response_asymmetry_tells_symmetric_operators_apart():
     assert resolve_context_fit("auto", general) == resolve_context_fit("auto") == "least_squares"
     assert resolve_context_fit("none", symmetric) == "none"
     assert general.response_asymmetry() > SYMMETRY_TOLERANCE > symmetric.response_asymmetry()
+
+
+# ---------------------------------------------------------------- out-of-core files
+
+def test_bad_files_raise_value_error_naming_file_lazily(tmp_path):
+    for case, (content, message) in _bad_files().items():
+        path = _write(tmp_path / "bad_file.h5", **content)
+        with pytest.raises(ValueError, match=message) as err:
+            load_tasks(path, lazy=True)
+        assert "bad_file.h5" in str(err.value) and "\n" not in str(err.value), case
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_truncated_or_overwritten_file_one_line_error(tmp_path, lazy):
+    f, u, params = _arrays(S=20, grid=(9, 9))
+    data = Path(save_tasks(tmp_path / "t.h5", f, u, params)).read_bytes()
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.h5 is not a readable HDF5 file") as err:
+        load_tasks(truncated, lazy=lazy)
+    assert "\n" not in str(err.value)
+    # 0xff bytes over the chunk of system 13's inputs: float32 NaNs
+    with h5py.File(tmp_path / "t.h5") as h5:
+        chunk = h5["f"].id.get_chunk_info(13)
+    start, end = chunk.byte_offset, chunk.byte_offset + chunk.size
+    assert chunk.size == f[13].nbytes
+    overwritten = tmp_path / "overwritten.h5"
+    overwritten.write_bytes(data[:start] + b"\xff" * chunk.size + data[end:])
+    with pytest.raises(ValueError, match=f"overwritten.h5: f has {f[13].size} non-finite") as err:
+        load_tasks(overwritten, lazy=lazy)
+    assert "\n" not in str(err.value)
+
+
+def test_lazy_arrays_index_like_numpy_and_pickle_closed(tmp_path):
+    f, u, params = _arrays(S=7, P=6, c_f=2, grid=(5, 4))
+    split = ["train", "ood", "test", "train", "ood", "train", "test"]
+    tasks = load_tasks(save_tasks(tmp_path / "t.h5", f, u, params, split, pde="x"), lazy=True)
+    assert isinstance(tasks.f, H5Array) and tasks.lazy
+    assert (tasks.f.shape, tasks.f.ndim, tasks.f.dtype, len(tasks.f)) == (f.shape, 5, np.float32, 7)
+    pairs = np.array([4, 0, 4, 5, -1])  # unordered, repeated, negative
+    keys = [3, -1, (2, 1), (2, pairs), (2, slice(1, 5)), (6, pairs, 1), (6, 2, 0, slice(1, 3)),
+            (1, ..., 2), (1, np.arange(6) % 4 == 1), np.array([5, 1, 1]), (np.array([0, 6]), 3),
+            slice(2, None, 2), (np.array([], int), 0), (), (..., slice(None, None, 2), 1)]
+    for key in keys:
+        np.testing.assert_array_equal(tasks.f[key], f[key], err_msg=str(key))
+    np.testing.assert_array_equal(tasks.f, f)
+    np.testing.assert_array_equal(np.asarray(tasks.u), u)
+    with pytest.raises(ValueError, match="on the system axis or on the others"):
+        tasks.f[np.array([0, 1]), np.array([0, 1])]
+    with pytest.raises(ValueError, match="no new axes"):
+        tasks.f[0, None]
+    sub = tasks.select("ood", "test")
+    idx = [1, 2, 4, 6]
+    assert sub.lazy and sub.split.tolist() == [split[i] for i in idx]
+    np.testing.assert_array_equal(sub.f, f[idx])
+    np.testing.assert_array_equal(sub.u[1, pairs], u[2, pairs])
+    tasks.f[0]  # opens the file in this process
+    clone = pickle.loads(pickle.dumps(tasks))
+    assert clone.f._h5 is None
+    np.testing.assert_array_equal(clone.u[4, pairs], u[4, pairs])
+    # validated float32 view of float64 data
+    assert tasks.response_asymmetry() == TaskSet(f, u, params, split).response_asymmetry()
+
+
+def test_load_mode_follows_file_size(tmp_path, monkeypatch):
+    f, u, params = _arrays()
+    path = save_tasks(tmp_path / "t.h5", f, u, params)
+    size = os.path.getsize(path)
+    monkeypatch.setattr(tasks_module, "EAGER_MAX_BYTES", size)
+    assert not load_tasks(path).lazy and isinstance(load_tasks(path).f, np.ndarray)
+    monkeypatch.setattr(tasks_module, "EAGER_MAX_BYTES", size - 1)
+    assert load_tasks(path).lazy
+    assert not load_tasks(path, lazy=False).lazy
+
+
+def _file_contents(path):
+    """Every dataset's (values, dtype, shape, chunks) and the attributes of an HDF5 file."""
+    out = {}
+    with h5py.File(path) as h5:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = (obj[()].tolist(), obj.dtype.str, obj.shape, obj.chunks, obj.maxshape)
+        h5.visititems(visit)
+        out["attrs"] = dict(h5.attrs)
+    return out
+
+
+@pytest.mark.parametrize("with_split", [False, True])
+def test_writer_file_equals_save_tasks_file(tmp_path, with_split):
+    f, u, params = _arrays(S=6, P=4, grid=(5, 3))
+    split = ["train", "train", "test", "ood", "train", "test"] if with_split else None
+    save_tasks(tmp_path / "saved.h5", f, u, params, split, pde="darcy", n_modes=3)
+    with TaskWriter(tmp_path / "streamed.h5", pde="darcy", n_modes=3) as writer:
+        for s in range(6):  # float64 and torch inputs: cast to float32 on the way
+            writer.append(torch.from_numpy(f[s]), u[s].astype(np.float64),
+                          {k: v[s] for k, v in params.items()}, split and split[s])
+    streamed = _file_contents(tmp_path / "streamed.h5")
+    assert streamed == _file_contents(tmp_path / "saved.h5")
+    assert streamed["f"][3] == (1, 4, 1, 5, 3)  # one system per chunk
+    np.testing.assert_array_equal(np.array(streamed["u"][0], np.float32), u)
+    assert ("split" in streamed) == with_split
+
+
+def test_writer_rejects_bad_systems_and_leaves_no_file(tmp_path):
+    f, u, params = _arrays(S=3)
+    params = {k: v[0] for k, v in params.items()}  # one system's
+    path = tmp_path / "w.h5"
+    cases = [
+        (lambda w: w.append(f[0], u[0][:, :, :4]), "must be shaped"),
+        (lambda w: (w.append(f[0], u[0]), w.append(f[1, :4], u[1, :4])), "system 1 has f"),
+        (lambda w: (w.append(f[0], u[0], params), w.append(f[1], u[1])), "system 1 has f"),
+        (lambda w: (w.append(f[0], u[0], split="train"), w.append(f[1], u[1])), "every system"),
+        (lambda w: w.append(f[0], u[0], split="val"), r"\['val'\]"),
+        (lambda w: w.append(np.full_like(f[0], np.inf), u[0]), "f has 45 non-finite"),
+        (lambda w: w.append(f[0], u[0], {"b": params["b"][:3]}), r"params\['b'\]"),
+        (lambda w: None, "no system was appended"),
+    ]
+    for action, message in cases:
+        with pytest.raises(ValueError, match=message):
+            with TaskWriter(path) as writer:
+                action(writer)
+        assert not path.exists(), message
+    with pytest.raises(ValueError, match="attribute 'grid'"):
+        TaskWriter(path, grid=[1, 2])
