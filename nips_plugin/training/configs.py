@@ -21,7 +21,9 @@ class ModelConfig(ConfigBase):
 # In-context models: one attention layer + the kernel layer (the papers use 4).
 # NIPS: coordinate-field input affine (positional, resolution independent) and the
 # context's exact part, symmetric where the data are ("auto": measured on the
-# training pairs, see zoo.resolve_context_fit); measured on both presets (README).
+# training pairs, see zoo.resolve_context_fit), and a shared sine-series operator on the
+# residual scaled per context (layers/sine_operator.py); measured on both presets (README).
+# Every mode count is meant for 2-D grids and adapted to the data's grid (zoo.grid_modes).
 class NIPS(ModelConfig):
     model_arch: str = "nips"
     n_layers: int = 2
@@ -30,6 +32,7 @@ class NIPS(ModelConfig):
     n_modes: int = 12
     input_norm: str = "coordinate"
     context_fit: str = "auto"
+    shared_operator_modes: int = 12
 
 
 # NAO / LinearNAO get the same enhancements as NIPS (the `*_paper` rows of the benchmark
@@ -45,6 +48,7 @@ class NAO(ModelConfig):
     input_norm: str = "coordinate"
     input_modes: int = 12
     context_fit: str = "auto"
+    shared_operator_modes: int = 12
     output_map: str = "cosine"
     output_map_modes: int = 8
     attention_order: str = "linear"

@@ -21,9 +21,9 @@ import nips_plugin  # noqa: F401  (registers nips / nao / linear_nao)
 from .configs import OPTIMIZER_DEFAULTS, model_config_class
 
 #: the papers' configuration of an in-context model, without this package's enhancements
-#: (the exact context fit, coordinate-field input affine): ``u = K f`` and the authors'
-#: per-token input affine, which ties the model to its training grid
-PAPER_OPTIONS = {"context_fit": "none", "input_norm": "token_affine"}
+#: (the exact context fit, coordinate-field input affine, shared sine-series operator):
+#: ``u = K f`` and the authors' per-token input affine, which ties the model to its grid
+PAPER_OPTIONS = {"context_fit": "none", "input_norm": "token_affine", "shared_operator_modes": None}
 
 #: benchmark rows that are another configuration of a model: name -> (model, options)
 VARIANTS = {f"{name}_paper": (name, PAPER_OPTIONS) for name in ("nips", "nao", "linear_nao")}
@@ -57,6 +57,20 @@ def resolve_context_fit(value, tasks=None):
         return value
     symmetric = tasks is not None and tasks.response_asymmetry() < SYMMETRY_TOLERANCE
     return "symmetric" if symmetric else "least_squares"
+
+
+#: the in-context models' mode options, and how many nodes of an axis its functions cannot
+#: tell apart (Fourier modes and cosines: ``n`` per ``n``-node axis; sines, which vanish on
+#: the boundary: ``n - 2``)
+GRID_MODES = {"n_modes": 0, "input_modes": 0, "output_map_modes": 0, "shared_operator_modes": 2}
+
+
+def grid_modes(modes, grid_shape, offset=0):
+    """Grid-aware modes per axis for a configured ``modes`` (an int meant for 2-D): the same
+    number of coefficients in every dimension, ``round(modes^(2/D))`` per axis (12 -> 5 per
+    axis in 3-D), and no more than an ``n``-node axis resolves (``n - offset``)."""
+    per_axis = max(1, round(modes ** (2 / len(grid_shape))))
+    return tuple(max(1, min(per_axis, n - offset)) for n in grid_shape)
 
 
 def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
@@ -93,6 +107,10 @@ def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
         kwargs["grid_shape"] = tuple(tasks.grid_shape)
     if "context_fit" in kwargs:
         kwargs["context_fit"] = resolve_context_fit(kwargs["context_fit"], tasks)
+    if name in IN_CONTEXT_MODELS and tasks is not None:
+        for key, offset in GRID_MODES.items():
+            if isinstance(kwargs.get(key), int):
+                kwargs[key] = grid_modes(kwargs[key], tasks.grid_shape, offset)
     if "n_modes" in kwargs and isinstance(kwargs["n_modes"], int):
         kwargs["n_modes"] = (kwargs["n_modes"],) * n_dim
     if name in IN_CONTEXT_MODELS:

@@ -37,3 +37,19 @@ def test_paper_rows_need_the_grid():
     with pytest.raises(ValueError, match="unknown model"):
         base_model("nips_papers")
     assert "fno_oracle" in MODELS and base_model("fno_oracle") == "fno"
+
+
+def test_grid_aware_modes():
+    from nips_plugin.training.zoo import grid_modes
+    assert grid_modes(12, (21, 21)) == (12, 12)
+    assert grid_modes(12, (11, 11, 11)) == (5, 5, 5)        # the 2-D count of coefficients
+    assert grid_modes(12, (7, 30)) == (7, 12)                # no more than an axis resolves
+    assert grid_modes(12, (7, 30), offset=2) == (5, 12)      # sines vanish at both ends
+
+    class Cube(_Tasks):
+        grid_shape = (11, 11, 11)
+
+    config = model_config("nips", ContextLayout(5, n_queries=2), 3, tasks=Cube())
+    assert config["n_modes"] == (5, 5, 5) and config["shared_operator_modes"] == (5, 5, 5)
+    nao = model_config("nao", ContextLayout(5, n_queries=2), 3, tasks=Cube())
+    assert nao["input_modes"] == (5, 5, 5) and nao["output_map_modes"] == (4, 4, 4)
