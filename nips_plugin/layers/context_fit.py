@@ -39,8 +39,8 @@ so its antisymmetric part is noise alone, and
 
 .. math::
 
-    \hat\sigma^2 = \frac{\|A - A^T\|_F^2}{2 (d - 1) \|F\|_F^2},\qquad
-    \phi_i = \max\Big(0,\ 1 - \frac{n_u \hat\sigma^2}{\|v_i^T U\|^2}\Big)
+    \\hat\\sigma^2 = \\frac{\\|A - A^T\\|_F^2}{2 (d - 1) \\|F\\|_F^2},\\qquad
+    \\phi_i = \\max\\Big(0,\\ 1 - \\frac{n_u \\hat\\sigma^2}{\\|v_i^T U\\|^2}\\Big)
 
 (``E ||A - A^T||^2 = 2 (d-1) sigma^2 ||F||^2`` for independent noise; ``phi_i`` is the
 Wiener factor of direction ``i``, whose measured energy ``||v_i^T U||^2`` is signal
@@ -50,8 +50,8 @@ acts on ``r = (I - P_phi) f``:
 
 .. math::
 
-    M = R \Phi Q^T + Q \Phi R^T (I - P_\phi) + (I - P_\phi) K (I - P_\phi),
-    \qquad R = U^T V \Lambda^{-1/2}\ (\text{the basis' responses}),
+    M = R \\Phi Q^T + Q \\Phi R^T (I - P_\\phi) + (I - P_\\phi) K (I - P_\\phi),
+    \\qquad R = U^T V \\Lambda^{-1/2}\\ (\\text{the basis' responses}),
 
 which is the exact completion when ``phi = 1``: on noise-free data ``A`` is
 symmetric to round-off, so the denoised fit is the exact fit to round-off.
@@ -105,7 +105,8 @@ class ContextFit:
     ``F F^T = V Lambda V^T`` (float64; the context inputs of smooth laws are
     nearly dependent): ``basis = F^T V Lambda^{-1/2}`` ``[B, n_f, d]`` and the
     responses of the basis functions ``Lambda^{-1/2} V^T U`` ``[B, d, n_u]``;
-    ``weights`` ``[B, d]`` are the factors ``phi`` (ones without denoising).
+    ``weights`` ``[B, d]`` are the factors ``phi`` (ones without denoising),
+    ``noise_variance`` ``[B]`` (float64) the estimated ``sigma^2`` (zeros without).
     """
 
     def __init__(self, f_ctx, u_ctx, mode="least_squares", rcond=1e-6, denoise=True):
@@ -118,25 +119,22 @@ class ContextFit:
             )
         self.mode = mode
         with torch.autocast(f_ctx.device.type, enabled=False):
-            lam, V = torch.linalg.eigh(f_ctx.double() @ f_ctx.double().mT)
+            F, U = f_ctx.double(), u_ctx.double()
+            lam, V = torch.linalg.eigh(F @ F.mT)
             keep = lam > rcond**2 * lam[..., -1:]
             W = (V * (torch.where(keep, lam, 1.0).rsqrt() * keep)[..., None, :]).to(f_ctx.dtype)  # [B, d, d]
             self.basis = f_ctx.mT @ W                               # [B, n_f, d], orthonormal
             self.responses = W.mT @ u_ctx.to(f_ctx.dtype)           # [B, d, n_u]
+            self.noise_variance = torch.zeros(F.shape[:-2], dtype=F.dtype, device=F.device)
             phi = keep.double()
             if denoise and mode == "symmetric":
-                phi = phi * self._wiener(f_ctx.double(), u_ctx.double(), V)
+                A = F @ U.mT
+                self.noise_variance = ((A - A.mT).square().sum((-2, -1))
+                                       / (2 * max(A.shape[-1] - 1, 1) * F.square().sum((-2, -1))))
+                energy = (V.mT @ U).square().sum(-1)                # ||v_i^T U||^2, [B, d]
+                noise = U.shape[-1] * self.noise_variance[..., None]
+                phi = phi * (1 - noise / energy.clamp_min(torch.finfo(energy.dtype).tiny)).clamp(0, 1)
             self.weights = phi.to(f_ctx.dtype)
-
-    @staticmethod
-    def _wiener(F, U, V):
-        """Wiener factors ``phi`` ``[B, d]`` of the Gram directions ``V`` (module docstring)."""
-        A = F @ U.mT
-        d = A.shape[-1]
-        sigma2 = (A - A.mT).square().sum((-2, -1)) / (2 * max(d - 1, 1) * F.square().sum((-2, -1)))
-        energy = (V.mT @ U).square().sum(-1)                        # ||v_i^T U||^2, [B, d]
-        noise = U.shape[-1] * sigma2[..., None]
-        return (1 - noise / energy.clamp_min(torch.finfo(energy.dtype).tiny)).clamp(0, 1)
 
     @_full_precision
     def coefficients(self, f):
