@@ -2,7 +2,7 @@
 
     nips-plugin benchmark [--preset darcy|elasticity|tiny | --data TASKS.h5] [--models ...]
                           [--epochs N | --budget-seconds S] [--n-pairs D] [--n-queries Q]
-                          [--draws-per-system K] [--device cpu|cuda] [--out DIR]
+                          [--draws-per-system K] [--noise LEVEL] [--device cpu|cuda] [--out DIR]
                           [--seed S | --seeds 0,1,2] [--force | --resume]
     nips-plugin train --config NAME [--model NAME] [--model.KEY VALUE ...] [--epochs N]
                       [--resume] [--force] [--mixed-precision]      (also under torchrun)
@@ -29,7 +29,7 @@ def _benchmark(args):
                             seeds=_seeds(args.seeds), budget_seconds=args.budget_seconds,
                             force=args.force, resume=args.resume, progress=not args.quiet,
                             n_pairs=args.n_pairs, n_queries=args.n_queries,
-                            draws_per_system=args.draws_per_system)
+                            draws_per_system=args.draws_per_system, noise=args.noise)
     print(results_table(results))
     print(f"results, checkpoints and plots in {args.out}")
 
@@ -139,6 +139,9 @@ def build_parser():
     bench.add_argument("--draws-per-system", type=int, default=None,
                        help="random draws of each training system per epoch (default: 900 samples "
                             "per epoch in all)")
+    bench.add_argument("--noise", type=float, default=0.0,
+                       help="relative Gaussian noise on every response (e.g. 0.03: 3%% of each "
+                            "response's RMS); also reports errors against the clean responses")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--out", default="runs/benchmark")
     bench.add_argument("--seed", type=int, default=0)

@@ -40,6 +40,7 @@ from neuralop.utils import count_model_params
 
 from ..compat import patch_spectral_conv
 from ..data.loaders import QueryRelL2Loss, load_incontext
+from ..data.noise import add_response_noise
 from ..layers.context import unpack_context
 from ..layers.context_fit import ContextFit
 from ..training.run import UserError, check_sampling, load_data, prepare_dir, train_run
@@ -186,6 +187,26 @@ def _evaluate(name, run, loader, layout):
     if name in BASELINES:
         return least_squares_error(loader, layout, BASELINES[name])
     return test_error(run["model"], run["processor"], loader)
+
+
+def with_clean_targets(loader, clean_loader):
+    """The batches of ``loader`` (noisy responses) with the targets of ``clean_loader``, the
+    same test draws of the noise-free tasks (test draws depend on the seed and the systems,
+    not on the values; checked on the systems)."""
+    batches = []
+    for noisy, clean in zip(loader, clean_loader, strict=True):
+        if not torch.equal(noisy["system"], clean["system"]):
+            raise RuntimeError("noisy and clean test loaders drew different systems")
+        batches.append({**noisy, "y": clean["y"]})
+    return batches
+
+
+def noise_error(loader, clean_loader, layout):
+    """Mean relative L2 error of the noisy query responses against the clean ones: what one
+    noisy measurement gives, on the test draws."""
+    metric = QueryRelL2Loss(out_components=layout.out_components)
+    return torch.cat([metric.per_function(noisy["y"], clean["y"])
+                      for noisy, clean in zip(loader, with_clean_targets(loader, clean_loader))]).mean().item()
 
 
 def superresolution_errors(runs, preset, resolutions, seed, settings, progress=True):
@@ -338,7 +359,7 @@ def _grid_tied(run):
 
 
 def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, device="cpu", resume=False,
-                   preset=None, superresolution=(), progress=True):
+                   preset=None, superresolution=(), progress=True, clean_tasks=None):
     """One seed of the benchmark: train ``names`` on ``tasks`` into ``out`` and evaluate.
 
     The table (``results.json`` / ``results.md``) is written as soon as every
@@ -363,6 +384,9 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
     preset : str, optional
         The generated preset (for super-resolution); None for a task file.
     superresolution : sequence of int
+    clean_tasks : TaskSet, optional
+        The noise-free tasks of noisy ``tasks``: every row also gets ``clean_rel_l2``
+        (noisy contexts, clean query responses), the results ``noise_rel_l2``.
 
     Returns
     -------
@@ -422,6 +446,16 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
                         for split, loader in loaders.items()},
                      "ctx_rel_l2": 0.0, "epochs": 0})
         runs[name] = None
+    if clean_tasks is not None:
+        _, clean_loaders, _ = load_incontext(clean_tasks, settings["n_pairs"], settings["n_queries"],
+                                             batch_size=settings["batch_size"], seed=seed,
+                                             n_test_samples_per_system=settings["n_test_samples_per_system"])
+        results_extra.update(noise_level=tasks.attrs.get("noise_level"),
+                             noise_rel_l2=noise_error(loaders["id"], clean_loaders["id"], processor.layout))
+        for row in rows:
+            noisy = loaders["id"] if runs[row["model"]] is None else runs[row["model"]]["test_loaders"]["id"]
+            row["clean_rel_l2"] = _evaluate(row["model"], runs[row["model"]],
+                                            with_clean_targets(noisy, clean_loaders["id"]), processor.layout)
     floor = next(row["id_rel_l2"] for row in rows if row["model"] == "lstsq")
     for row in rows:
         if row.get("id_rel_l2") is not None:
@@ -509,7 +543,7 @@ def aggregate_seeds(per_seed):
 
 def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None, device="cpu",
                   out="runs/benchmark", seed=0, seeds=None, budget_seconds=None, force=False, resume=False,
-                  progress=True, **overrides):
+                  progress=True, noise=0.0, **overrides):
     """Train and compare models; write results (see module docstring).
 
     Parameters
@@ -542,6 +576,11 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
     resume : bool
         Continue an interrupted benchmark in ``out``: finished seeds and models are
         loaded, the interrupted model resumes from its last finished epoch.
+    noise : float
+        Relative Gaussian noise on every response the models train and are evaluated on
+        (:func:`~nips_plugin.data.noise.add_response_noise`, seeded by the seed). When > 0,
+        each row also gets ``clean_rel_l2`` (noisy contexts, clean query responses) and
+        the results ``noise_rel_l2`` (one noisy measurement's error); no super-resolution.
     **overrides
         ``n_pairs``, ``n_queries``, ``batch_size``, ``draws_per_system`` (default: enough
         for the preset's ``samples_per_epoch``),
@@ -582,7 +621,8 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
             continue
         if progress and len(seeds) > 1:
             print(f"[benchmark] seed {s} ({k + 1}/{len(seeds)})", flush=True)
-        tasks = load_data(preset, data, seed=s, progress=progress)
+        clean = load_data(preset, data, seed=s, progress=progress)
+        tasks = add_response_noise(clean, noise, s) if noise else clean
         if "fno_oracle" in models and not tasks.params:
             raise UserError("fno_oracle needs hidden parameter fields in the tasks")
         # the epochs calibrated on the first seed serve every seed
@@ -592,8 +632,8 @@ def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None,
         per_seed.append(benchmark_seed(
             tasks, list(models), seed_settings, seed_out, seed=s, device=device, resume=resume,
             budget_seconds=None if per_seed else budget_seconds, progress=progress,
-            preset=Path(data).name if data else preset,
-            superresolution=() if data else SUPERRESOLUTION.get(preset, ())))
+            preset=Path(data).name if data else preset, clean_tasks=clean if noise else None,
+            superresolution=() if data or noise else SUPERRESOLUTION.get(preset, ())))
     if len(seeds) == 1:
         return per_seed[0]
     results = aggregate_seeds(per_seed)
@@ -664,14 +704,21 @@ def results_table(results):
             "Errors: mean relative L2 per query function on unseen systems (physical units); "
             "x lstsq: unseen error over in-context least squares' (no learning).\n\n")
     resolutions = list(results["rows"][0].get("superres_rel_l2") or {}) if results["rows"] else []
-    titles = [title for _, title in COLUMNS] + [f"unseen @{n}x{n}" for n in resolutions]
+    columns = COLUMNS + ([("clean_rel_l2", "unseen vs clean")] if "noise_rel_l2" in results else [])
+    titles = [title for _, title in columns] + [f"unseen @{n}x{n}" for n in resolutions]
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for row in results["rows"]:
-        cells = [_cell(row, key) for key, _ in COLUMNS]
+        cells = [_cell(row, key) for key, _ in columns]
         cells += [_cell(row, "superres_rel_l2", n) for n in resolutions]
         lines.append("| " + " | ".join(cells) + " |")
     table = head + "\n".join(lines) + "\n"
     notes = comparison_notes(results)
+    if "noise_rel_l2" in results:
+        level = results["noise_level"]
+        what = "Noisy responses" if level is None else f"{level:.0%} relative Gaussian noise on every response"
+        notes.append(f"{what}; unseen vs clean: "
+                     f"noisy contexts, noise-free query responses; one noisy measurement's error: "
+                     f"{results['noise_rel_l2']:.4f}.")
     if resolutions:
         notes.append("Super-resolution '-': NAO / LinearNAO above "
                      f"{QUADRATIC_MAX_POINTS} grid points, and `*_paper` rows (tied to their training grid).")

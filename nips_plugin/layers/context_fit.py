@@ -28,6 +28,33 @@ is unknown: that is all a learned kernel has to supply.
 functions without forming any ``n x n`` matrix, except in :meth:`ContextFit.kernel`.
 Any invertible recombination of the pairs (the same context of a linear
 system) gives the same maps.
+
+**Noisy responses** (``denoise``, symmetric mode). With noise ``E`` of variance
+``sigma^2`` per value on the responses, the response of the ``i``-th basis
+function (Gram eigenvector ``v_i``, eigenvalue ``lambda_i``) carries noise of
+energy ``n_u sigma^2 / lambda_i``: the exact fit divides the noise by the small
+eigenvalues of smooth inputs and passes it to every prediction. For a symmetric
+operator the Gram matrix ``A = F U^T`` (``A_ij = <f_i, G f_j>``) is symmetric,
+so its antisymmetric part is noise alone, and
+
+.. math::
+
+    \\hat\\sigma^2 = \\frac{\\|A - A^T\\|_F^2}{2 (d - 1) \\|F\\|_F^2},\\qquad
+    \\phi_i = \\max\\Big(0,\\ 1 - \\frac{n_u \\hat\\sigma^2}{\\|v_i^T U\\|^2}\\Big)
+
+(``E ||A - A^T||^2 = 2 (d-1) sigma^2 ||F||^2`` for independent noise; ``phi_i`` is the
+Wiener factor of direction ``i``, whose measured energy ``||v_i^T U||^2`` is signal
+plus ``n_u sigma^2``). The fit keeps ``phi_i`` of each direction,
+``P_phi = Q Phi Q^T`` for the span's orthonormal basis ``Q``, and the learned kernel
+acts on ``r = (I - P_phi) f``:
+
+.. math::
+
+    M = R \\Phi Q^T + Q \\Phi R^T (I - P_\\phi) + (I - P_\\phi) K (I - P_\\phi),
+    \\qquad R = U^T V \\Lambda^{-1/2}\\ (\\text{the basis' responses}),
+
+which is the exact completion when ``phi = 1``: on noise-free data ``A`` is
+symmetric to round-off, so the denoised fit is the exact fit to round-off.
 """
 
 import functools
@@ -66,16 +93,23 @@ class ContextFit:
         Directions of the span whose singular value is below ``rcond`` times the
         largest (numerically dependent context inputs) are left out of the fit
         instead of being divided by (almost) zero.
+    denoise : bool, default True
+        In ``"symmetric"`` mode, damp each direction of the span by its Wiener factor
+        for the noise level estimated from the context (module docstring); the exact
+        fit on noise-free data. Ignored in ``"least_squares"`` mode (a non-symmetric
+        operator's context gives no noise estimate: that fit stays exact).
 
     Notes
     -----
     The span's orthonormal basis comes from the ``d x d`` Gram matrix
     ``F F^T = V Lambda V^T`` (float64; the context inputs of smooth laws are
     nearly dependent): ``basis = F^T V Lambda^{-1/2}`` ``[B, n_f, d]`` and the
-    responses of the basis functions ``Lambda^{-1/2} V^T U`` ``[B, d, n_u]``.
+    responses of the basis functions ``Lambda^{-1/2} V^T U`` ``[B, d, n_u]``;
+    ``weights`` ``[B, d]`` are the factors ``phi`` (ones without denoising),
+    ``noise_variance`` ``[B]`` (float64) the estimated ``sigma^2`` (zeros without).
     """
 
-    def __init__(self, f_ctx, u_ctx, mode="least_squares", rcond=1e-6):
+    def __init__(self, f_ctx, u_ctx, mode="least_squares", rcond=1e-6, denoise=True):
         if mode not in MODES[1:]:
             raise ValueError(f"mode must be one of {MODES[1:]}, got {mode!r}")
         if mode == "symmetric" and f_ctx.shape[-1] != u_ctx.shape[-1]:
@@ -85,11 +119,22 @@ class ContextFit:
             )
         self.mode = mode
         with torch.autocast(f_ctx.device.type, enabled=False):
-            lam, V = torch.linalg.eigh(f_ctx.double() @ f_ctx.double().mT)
+            F, U = f_ctx.double(), u_ctx.double()
+            lam, V = torch.linalg.eigh(F @ F.mT)
             keep = lam > rcond**2 * lam[..., -1:]
             W = (V * (torch.where(keep, lam, 1.0).rsqrt() * keep)[..., None, :]).to(f_ctx.dtype)  # [B, d, d]
             self.basis = f_ctx.mT @ W                               # [B, n_f, d], orthonormal
             self.responses = W.mT @ u_ctx.to(f_ctx.dtype)           # [B, d, n_u]
+            self.noise_variance = torch.zeros(F.shape[:-2], dtype=F.dtype, device=F.device)
+            phi = keep.double()
+            if denoise and mode == "symmetric":
+                A = F @ U.mT
+                self.noise_variance = ((A - A.mT).square().sum((-2, -1))
+                                       / (2 * max(A.shape[-1] - 1, 1) * F.square().sum((-2, -1))))
+                energy = (V.mT @ U).square().sum(-1)                # ||v_i^T U||^2, [B, d]
+                noise = U.shape[-1] * self.noise_variance[..., None]
+                phi = phi * (1 - noise / energy.clamp_min(torch.finfo(energy.dtype).tiny)).clamp(0, 1)
+            self.weights = phi.to(f_ctx.dtype)
 
     @_full_precision
     def coefficients(self, f):
@@ -98,17 +143,19 @@ class ContextFit:
 
     @_full_precision
     def residual(self, f):
-        """``r = f - P f`` ``[B, m, n_f]``: the part of ``f`` the context does not span."""
-        return f - self.coefficients(f) @ self.basis.mT
+        """``r = f - P_phi f`` ``[B, m, n_f]``: the part of ``f`` the context does not fix
+        (``f - P f``, the part outside its span, without denoising)."""
+        return f - (self.coefficients(f) * self.weights[:, None]) @ self.basis.mT
 
     @_full_precision
     def predict(self, f, learned=None):
         """The prediction for inputs ``f`` ``[B, m, n_f]``, given ``learned = K r`` ``[B, m, n_u]``
         (the learned kernel applied to :meth:`residual`; None for least squares alone)."""
-        u = self.coefficients(f) @ self.responses                  # a U
+        phi = self.weights[:, None]
+        u = (self.coefficients(f) * phi) @ self.responses          # a U
         if self.mode == "symmetric":
             r = self.residual(f)
-            u = u + (r @ self.responses.mT) @ self.basis.mT         # F^{+T} U r, as rows
+            u = u + ((r @ self.responses.mT) * phi) @ self.basis.mT  # F^{+T} U r, as rows
             if learned is not None:
                 learned = self.residual(learned)                    # (I - P) K r
         return u if learned is None else u + learned

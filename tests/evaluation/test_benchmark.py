@@ -209,3 +209,36 @@ def test_3d_task_file_with_hidden_fields_finishes_with_a_table(tmp_path):
     assert results["finished"] and "not available for 3-D grids" in results["interpretation"]
     assert "not available for 3-D grids" in (tmp_path / "b" / "results.md").read_text()
     assert [r["model"] for r in results["rows"]] == ["nips", "lstsq"]   # random data: not symmetric
+
+
+def test_benchmark_with_noise_reports_errors_against_the_clean_responses(tmp_path):
+    from nips_plugin.data.noise import add_response_noise
+    results = run_benchmark(preset="tiny", models=("nips",), epochs=1, out=tmp_path / "b",
+                            progress=False, noise=0.05)
+    clean = load_data("tiny", progress=False)
+    noisy = add_response_noise(clean, 0.05, seed=0)
+    (_, noisy_loaders, _), (_, clean_loaders, _) = (load_incontext(t, 6, 2, batch_size=4, seed=0)
+                                                    for t in (noisy, clean))
+    measured, lstsq, lstsq_noisy = [], [], []
+    for a, b in zip(noisy_loaders["id"], clean_loaders["id"]):
+        # the same draws: same systems and inputs (x's f channels), responses differing by the noise
+        assert (a["system"] == b["system"]).all()
+        f, u, fq = (t.double().flatten(2).numpy() for t in unpack_context(a["x"], 6))
+        f_clean, _, fq_clean = (t.double().flatten(2).numpy() for t in unpack_context(b["x"], 6))
+        np.testing.assert_array_equal(f, f_clean)
+        np.testing.assert_array_equal(fq, fq_clean)
+        y_noisy, y = a["y"].double().flatten(2).numpy(), b["y"].double().flatten(2).numpy()   # [B, q, N]
+        measured += list((np.linalg.norm(y_noisy - y, axis=-1) / np.linalg.norm(y, axis=-1)).ravel())
+        for k in range(len(f)):    # least squares from the noisy context, against the clean responses
+            pred = np.linalg.lstsq(f[k].T, fq[k].T, rcond=None)[0].T @ u[k]
+            lstsq += list(np.linalg.norm(pred - y[k], axis=-1) / np.linalg.norm(y[k], axis=-1))
+            lstsq_noisy += list(np.linalg.norm(pred - y_noisy[k], axis=-1) / np.linalg.norm(y_noisy[k], axis=-1))
+    assert results["noise_level"] == 0.05
+    assert results["noise_rel_l2"] == pytest.approx(np.mean(measured), rel=1e-5)
+    assert results["noise_rel_l2"] == pytest.approx(0.05, rel=0.25)
+    rows = {r["model"]: r for r in results["rows"]}
+    assert rows["lstsq"]["clean_rel_l2"] == pytest.approx(np.mean(lstsq), rel=1e-6)
+    assert rows["lstsq"]["id_rel_l2"] == pytest.approx(np.mean(lstsq_noisy), rel=1e-6)   # noisy targets
+    assert abs(np.mean(lstsq) / np.mean(lstsq_noisy) - 1) > 1e-5                      # which the checks tell apart
+    assert all(0 < r["clean_rel_l2"] < 10 for r in results["rows"])
+    assert "unseen vs clean" in (tmp_path / "b" / "results.md").read_text()

@@ -83,3 +83,65 @@ def test_exact_under_mixed_precision():
         out = fit.predict(f, torch.zeros(B, 3, N, dtype=torch.bfloat16))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def smooth_symmetric_system(seed=0, n=64, d=16, m=8, rank=None):
+    """A smoothing symmetric operator (inverse 1-D Laplacian, or its ``rank`` leading modes)
+    probed by smooth inputs (sine series with amplitudes 1/k): nearly dependent contexts."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
+    k = torch.arange(1, n + 1, dtype=torch.float64)
+    modes = torch.sin(torch.pi * k[:, None] * x[None]) * (2 / (n + 1)) ** 0.5   # orthonormal, [k, x]
+    eig = 1 / (torch.pi * k) ** 2                                           # of (-d^2/dx^2)^-1
+    if rank is not None:
+        eig = torch.where(k <= rank, eig, torch.zeros(()))
+    G = modes.T @ (eig[:, None] * modes)
+    amp = torch.randn(B, d + m, n, generator=g, dtype=torch.float64) / k
+    f = amp @ modes
+    return G, f[:, :d], f[:, :d] @ G, f[:, d:]
+
+
+def relative_noise(u, level, seed):
+    rms = u.square().mean(-1, keepdim=True).sqrt()
+    return level * rms * torch.randn(u.shape, generator=torch.Generator().manual_seed(seed), dtype=u.dtype)
+
+
+def test_denoised_fit_is_the_exact_fit_on_noise_free_data():
+    G, F, U, f = smooth_symmetric_system()
+    K = torch.randn(B, 64, 64, dtype=torch.float64)
+    fit, exact = ContextFit(F, U, "symmetric"), ContextFit(F, U, "symmetric", denoise=False)
+    assert fit.noise_variance.max() < 1e-25 * U.square().mean()
+    assert (fit.weights > 1 - 1e-12).all() and (exact.weights == 1).all()
+    learned = fit.residual(f) @ K.mT
+    torch.testing.assert_close(fit.predict(f, learned), exact.predict(f, exact.residual(f) @ K.mT),
+                               rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fit.kernel(K), exact.kernel(K), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("level", [0.01, 0.1])
+def test_denoised_fit_under_noise(level):
+    """Noise of known size on a low-rank smoothing operator: the estimated noise level is
+    the true one, the prediction is closer to the noise-free truth than the exact fit's,
+    and the kernel is still what the forward map applies."""
+    G, F, U, f = smooth_symmetric_system(seed=3, rank=10)
+    noise = relative_noise(U, level, seed=4)
+    fit, exact = ContextFit(F, U + noise, "symmetric"), ContextFit(F, U + noise, "symmetric", denoise=False)
+    ratio = fit.noise_variance / noise.square().mean((-2, -1))
+    assert ((0.5 < ratio) & (ratio < 2)).all()      # ~d degrees of freedom: inputs near one mode
+    truth = f @ G
+    err = lambda fit: ((fit.predict(f) - truth).norm(dim=-1) / truth.norm(dim=-1)).mean().item()  # noqa: E731
+    assert err(fit) < {0.01: 0.98, 0.1: 0.6}[level] * err(exact)
+    assert (fit.weights < 1).any() and (fit.weights >= 0).all()
+    K = torch.randn(B, 64, 64, dtype=torch.float64)
+    torch.testing.assert_close(fit.predict(f, fit.residual(f) @ K.mT), f @ fit.kernel(K).mT)
+
+
+def test_noise_variance_estimate_is_unbiased():
+    """White noise of variance sigma^2 on the responses of a symmetric operator: the mean of
+    the estimate over many contexts is sigma^2 (E ||A - A^T||^2 = 2 (d-1) sigma^2 ||F||^2)."""
+    g = torch.Generator().manual_seed(5)
+    A = torch.randn(N, N, generator=g, dtype=torch.float64)
+    F = torch.randn(200, D, N, generator=g, dtype=torch.float64)
+    U = F @ (A @ A.T / N) + 0.1 * torch.randn(200, D, N, generator=g, dtype=torch.float64)
+    assert ContextFit(F, U, "symmetric").noise_variance.mean().item() == pytest.approx(0.01, rel=0.05)
+    assert (ContextFit(F, U, "least_squares").weights == 1).all()   # no estimate without symmetry
