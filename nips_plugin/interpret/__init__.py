@@ -15,8 +15,9 @@
 from .figures import interpret_run, plot_interpretation
 from .greens import darcy_greens, elasticity_greens, greens_operator
 from .predictor import InContextPredictor, LeastSquaresPredictor
-from .recovery import (classical_recovery, input_principal_basis, kernel_metrics, log_correlation,
-                       phase_accuracy, recover_modulus, recover_permeability)
+from .classical import classical_recovery
+from .metrics import input_principal_basis, kernel_metrics, log_correlation, phase_accuracy
+from .recovery import recover_modulus, recover_permeability
 
 __all__ = [
     "InContextPredictor", "LeastSquaresPredictor", "greens_operator", "darcy_greens", "elasticity_greens",

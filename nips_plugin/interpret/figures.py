@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 from ..data import families  # noqa: E402
 from .predictor import InContextPredictor  # noqa: E402
-from .recovery import ARRAYS, evaluate_system  # noqa: E402
+from .metrics import ARRAYS, evaluate_system  # noqa: E402
 
 _INNER = (slice(1, -1),) * 2
 
@@ -153,7 +153,7 @@ def interpret_run(run_dir, system=0, out=None, tasks=None, split="test", seed=0)
     Returns
     -------
     dict
-        The numbers of :func:`~nips_plugin.interpret.recovery.evaluate_system`
+        The numbers of :func:`~nips_plugin.interpret.metrics.evaluate_system`
         (``kernel_rel_err``, ``kernel_rel_err_span``, ``recovery_rel_err``,
         ``classical_rel_err`` per noise level, ``phase_accuracy`` for two-phase
         fields, ``system``: index in the TaskSet), ``figures`` (paths of

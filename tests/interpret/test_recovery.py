@@ -11,7 +11,8 @@ from nips_plugin.data.solvers import darcy_operator, elasticity_operator, solve_
 from nips_plugin.data.tasks import TaskSet
 from nips_plugin.interpret import (classical_recovery, darcy_greens, elasticity_greens, input_principal_basis,
                                    phase_accuracy, recover_modulus, recover_permeability)
-from nips_plugin.interpret.recovery import _darcy_form, _elasticity_form, evaluate_system
+from nips_plugin.interpret.forms import darcy_form, elasticity_form
+from nips_plugin.interpret.metrics import evaluate_system
 
 INNER = (slice(1, -1),) * 2
 
@@ -40,9 +41,9 @@ def assembled(form, b):
 
 def test_linear_forms_reproduce_the_solvers():
     b = permeability("two_phase", 9, 1, 0)[0]
-    np.testing.assert_allclose(assembled(_darcy_form(9), b), darcy_operator(b).toarray(), rtol=1e-12)
+    np.testing.assert_allclose(assembled(darcy_form(9), b), darcy_operator(b).toarray(), rtol=1e-12)
     E = smooth(7)
-    np.testing.assert_allclose(assembled(_elasticity_form(7, 0.3), E), elasticity_operator(E)[0].toarray(),
+    np.testing.assert_allclose(assembled(elasticity_form(7, 0.3), E), elasticity_operator(E)[0].toarray(),
                                atol=1e-12)
 
 
