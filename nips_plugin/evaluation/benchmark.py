@@ -45,8 +45,7 @@ from ..layers.context import unpack_context
 from ..layers.context_fit import ContextFit
 from ..training.run import UserError, check_sampling, load_data, prepare_dir, train_run
 from ..training.trainer import write_json
-from ..training.zoo import (IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE, base_model, build_model,
-                            optimizer_defaults)
+from ..training.zoo import IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE, build_model, optimizer_defaults
 
 #: the enhanced in-context models next to their papers' configurations (``*_paper``), FNO, TFNO
 DEFAULT_MODELS = ("nips", "nips_paper", "nao", "nao_paper", "linear_nao", "linear_nao_paper", "fno", "tfno")
@@ -54,7 +53,8 @@ DEFAULT_MODELS = ("nips", "nips_paper", "nao", "nao_paper", "linear_nao", "linea
 #: finer grids on which the generated presets are also evaluated (zero-shot super-resolution)
 SUPERRESOLUTION = {"darcy": (41, 81), "elasticity": (57,), "tiny": (13,)}
 
-#: NAO / LinearNAO are evaluated on grids up to this many points (quadratic cost)
+#: models contracting attention in the quadratic order (``attention_order="quadratic"``) are
+#: evaluated on grids up to this many points
 QUADRATIC_MAX_POINTS = 2000
 
 #: no-learning rows: in-context least squares, and its symmetric completion
@@ -62,21 +62,24 @@ BASELINES = {"lstsq": "least_squares", "lstsq_sym": "symmetric"}
 
 #: training time per model that the presets' epochs were calibrated to (seconds on
 #: the 2-core CPU sandbox, see the module docstring)
-BUDGET_SECONDS = 60
+BUDGET_SECONDS = 40
 
 #: benchmark settings per preset: sampling, and epochs per model for the equal-time rule
-#: (measured s/epoch on the 2-core sandbox, batch 16, 900 samples per epoch, Darcy:
-#: NIPS 0.9, NAO 13, LinearNAO 14, FNO 1.5, TFNO 2.9, oracle 1.7). The in-context models use one
-#: attention layer (the kernel layer) in this budget.
+#: (``calibrate_epochs`` on the 2-core sandbox with nothing else running, batch 16, 900
+#: samples per epoch, Darcy, s/epoch: NIPS 4.5, nips_paper 3.1, NAO 4.6, nao_paper 2.4,
+#: LinearNAO 4.6, linear_nao_paper 2.5, FNO 7.9, TFNO 9.1, oracle 5.7). The in-context
+#: models use one attention layer (the kernel layer) in this budget.
 PRESET_SETTINGS = {
     "darcy": dict(n_pairs=40, n_queries=10, batch_size=16, samples_per_epoch=900, in_context_layers=1,
                   n_test_samples_per_system=4,
-                  epochs=dict(nips=60, nao=5, linear_nao=4, fno=36, tfno=20, fno_oracle=36)),
-    # elasticity (29x29, 2 components; s/epoch of 450 samples: NIPS 1.0, NAO 48, LinearNAO 39,
-    # FNO 1.5, TFNO 2.5, oracle 1.2): one epoch is NAO / LinearNAO's floor
+                  epochs=dict(nips=9, nips_paper=13, nao=9, nao_paper=16, linear_nao=9, linear_nao_paper=16,
+                              fno=5, tfno=4, fno_oracle=7)),
+    # elasticity (29x29, 2 components; s/epoch of 450 samples: NIPS 4.9, nips_paper 3.8, NAO 6.9,
+    # nao_paper 4.2, LinearNAO 7.1, linear_nao_paper 4.0, FNO 7.0, TFNO 9.4, oracle 6.2)
     "elasticity": dict(n_pairs=30, n_queries=10, batch_size=16, samples_per_epoch=450, in_context_layers=1,
                        n_test_samples_per_system=4,
-                       epochs=dict(nips=55, nao=1, linear_nao=1, fno=40, tfno=24, fno_oracle=50)),
+                       epochs=dict(nips=8, nips_paper=10, nao=6, nao_paper=9, linear_nao=6, linear_nao_paper=10,
+                                   fno=6, tfno=4, fno_oracle=6)),
     "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, samples_per_epoch=12, in_context_layers=1,
                  n_test_samples_per_system=4, epochs=2),
 }
@@ -216,8 +219,8 @@ def superresolution_errors(runs, preset, resolutions, seed, settings, progress=T
     affine) get None.
 
     The generators sample the same continuous systems and inputs at any resolution,
-    so only the grid changes. NAO and LinearNAO are evaluated up to
-    :data:`QUADRATIC_MAX_POINTS` grid points (their cost is quadratic in it).
+    so only the grid changes. Models contracting attention in the quadratic order
+    are evaluated up to :data:`QUADRATIC_MAX_POINTS` grid points.
     ``runs`` may hold the no-learning rows (value None).
 
     Returns
@@ -229,7 +232,7 @@ def superresolution_errors(runs, preset, resolutions, seed, settings, progress=T
     for n in resolutions:
         tasks = load_data(preset, resolution=n, seed=seed, progress=progress)
         for name, run in runs.items():
-            quadratic = name in MODELS and base_model(name) in ("nao", "linear_nao")
+            quadratic = run is not None and getattr(run["model"], "attention", None) == "quadratic"
             if _grid_tied(run) or (quadratic and math.prod(tasks.grid_shape) > QUADRATIC_MAX_POINTS):
                 errors[name][str(n)] = None
                 continue
@@ -720,8 +723,8 @@ def results_table(results):
                      f"noisy contexts, noise-free query responses; one noisy measurement's error: "
                      f"{results['noise_rel_l2']:.4f}.")
     if resolutions:
-        notes.append("Super-resolution '-': NAO / LinearNAO above "
-                     f"{QUADRATIC_MAX_POINTS} grid points, and `*_paper` rows (tied to their training grid).")
+        notes.append("Super-resolution '-': `*_paper` rows (tied to their training grid) and models "
+                     f"in the quadratic attention order above {QUADRATIC_MAX_POINTS} grid points.")
     if results.get("interpretation"):
         notes.append(f"Kernels and hidden fields: {results['interpretation']}.")
     classical = results.get("classical_recovery")
