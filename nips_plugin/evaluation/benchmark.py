@@ -42,7 +42,6 @@ from ..compat import patch_spectral_conv
 from ..data.loaders import QueryRelL2Loss, load_incontext
 from ..data.noise import add_response_noise
 from ..layers.context import unpack_context
-from ..layers.context_fit import ContextFit
 from ..training.run import UserError, check_sampling, load_data, prepare_dir, train_run
 from ..training.trainer import write_json
 from ..training.zoo import IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE, build_model, optimizer_defaults
@@ -57,8 +56,21 @@ SUPERRESOLUTION = {"darcy": (41, 81), "elasticity": (57,), "tiny": (13,)}
 #: evaluated on grids up to this many points
 QUADRATIC_MAX_POINTS = 2000
 
-#: no-learning rows: in-context least squares, and its symmetric completion
-BASELINES = {"lstsq": "least_squares", "lstsq_sym": "symmetric"}
+#: no-learning rows: name -> (context fit, with the shared operator's starting point): in-context
+#: least squares, its symmetric completion, and (``lstsq_laplace``) the enhanced in-context
+#: models before training: the data's fit (symmetric where measured so) plus the context-scaled
+#: inverse Dirichlet Laplacian on the rest (:class:`~nips_plugin.interpret.LeastSquaresPredictor`)
+BASELINES = {"lstsq": ("least_squares", False), "lstsq_sym": ("symmetric", False), "lstsq_laplace": (None, True)}
+
+
+def baseline_predictor(name, layout, n_dim, symmetric):
+    """The predictor of no-learning row ``name`` (:data:`BASELINES`) for data measured
+    ``symmetric`` or not."""
+    from ..interpret import LeastSquaresPredictor
+    mode, prior = BASELINES[name]
+    mode = mode or ("symmetric" if symmetric else "least_squares")
+    return LeastSquaresPredictor(layout.n_pairs, layout.in_components, layout.out_components, n_dim, mode,
+                                 shared_operator_modes=12 if prior else None)
 
 #: training time per model that the presets' epochs were calibrated to (seconds on
 #: the 2-core CPU sandbox, see the module docstring)
@@ -171,24 +183,31 @@ def test_error(model, processor, loader):
 
 
 @torch.no_grad()
-def least_squares_error(loader, layout, mode="least_squares"):
-    """The no-learning rows: mean relative L2 error per query function of in-context least
-    squares (``mode="symmetric"``: with the symmetric completion) over a loader's batches,
-    physical units, float64."""
+def predictor_error(predictor, loader, layout):
+    """Mean relative L2 error per query function of a no-learning predictor over a loader's
+    batches, physical units, float64."""
     d, cf, cu = layout.n_pairs, layout.in_components, layout.out_components
     metric = QueryRelL2Loss(out_components=cu)
     errors = []
     for batch in loader:
-        f, u, fq = unpack_context(batch["x"].double(), d, cf, cu)
-        pred = ContextFit(f.flatten(2), u.flatten(2), mode).predict(fq.flatten(2))
+        pred = predictor.predict(*unpack_context(batch["x"].double(), d, cf, cu))
         errors.append(metric.per_function(pred.reshape(batch["y"].shape), batch["y"].double()))
     return torch.cat(errors).mean().item()
 
 
+def least_squares_error(loader, layout, mode="least_squares"):
+    """The no-learning floor: :func:`predictor_error` of in-context least squares
+    (``mode="symmetric"``: with the symmetric completion)."""
+    from ..interpret import LeastSquaresPredictor
+    predictor = LeastSquaresPredictor(layout.n_pairs, layout.in_components, layout.out_components,
+                                      loader.dataset[0]["x"].ndim - 1, mode)
+    return predictor_error(predictor, loader, layout)
+
+
 def _evaluate(name, run, loader, layout):
-    """Unseen-system error of a trained run or of a no-learning row on one loader."""
+    """Unseen-system error of a trained run or of a no-learning row (its predictor) on one loader."""
     if name in BASELINES:
-        return least_squares_error(loader, layout, BASELINES[name])
+        return predictor_error(run, loader, layout)
     return test_error(run["model"], run["processor"], loader)
 
 
@@ -221,7 +240,7 @@ def superresolution_errors(runs, preset, resolutions, seed, settings, progress=T
     The generators sample the same continuous systems and inputs at any resolution,
     so only the grid changes. Models contracting attention in the quadratic order
     are evaluated up to :data:`QUADRATIC_MAX_POINTS` grid points.
-    ``runs`` may hold the no-learning rows (value None).
+    ``runs`` may hold the no-learning rows (their predictors).
 
     Returns
     -------
@@ -232,7 +251,7 @@ def superresolution_errors(runs, preset, resolutions, seed, settings, progress=T
     for n in resolutions:
         tasks = load_data(preset, resolution=n, seed=seed, progress=progress)
         for name, run in runs.items():
-            quadratic = run is not None and getattr(run["model"], "attention", None) == "quadratic"
+            quadratic = name not in BASELINES and getattr(run["model"], "attention", None) == "quadratic"
             if _grid_tied(run) or (quadratic and math.prod(tasks.grid_shape) > QUADRATIC_MAX_POINTS):
                 errors[name][str(n)] = None
                 continue
@@ -249,14 +268,13 @@ def interpretation_metrics(rows, runs, tasks, settings, seed):
     ``log_correlation`` (and ``phase_accuracy`` for two-phase fields) to the rows of the
     in-context models and of the no-learning rows; return the classical (PDE known, no
     learning) recovery errors from the same contexts, per noise level."""
-    from ..interpret import InContextPredictor, LeastSquaresPredictor, kernel_metrics
+    from ..interpret import InContextPredictor, kernel_metrics
     systems = tasks.indices("test")
     classical = None
     for row in rows:
         name = row["model"]
         if name in BASELINES:
-            predictor = LeastSquaresPredictor(settings["n_pairs"], tasks.in_components, tasks.out_components,
-                                              len(tasks.grid_shape), BASELINES[name])
+            predictor = runs[name]
         elif name in IN_CONTEXT_MODELS:
             predictor = InContextPredictor(runs[name]["model"], runs[name]["processor"])
         else:
@@ -358,7 +376,7 @@ def _write_results(results, out):
 
 def _grid_tied(run):
     """Whether a trained in-context model is tied to its training grid (per-token affine)."""
-    return run is not None and run["config"]["model"].get("input_norm") == "token_affine"
+    return isinstance(run, dict) and run["config"]["model"].get("input_norm") == "token_affine"
 
 
 def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, device="cpu", resume=False,
@@ -410,7 +428,8 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
     asymmetry = tasks.response_asymmetry()
     # JSON has no infinity: None where symmetry has no meaning (c_f != c_u)
     results_extra = {"response_asymmetry": asymmetry if math.isfinite(asymmetry) else None}
-    baselines = ["lstsq"] + (["lstsq_sym"] if asymmetry < SYMMETRY_TOLERANCE else [])
+    symmetric = asymmetry < SYMMETRY_TOLERANCE
+    baselines = ["lstsq"] + (["lstsq_sym"] if symmetric else []) + ["lstsq_laplace"]
     rows, runs = [], {}
     for name in names:
         if progress:
@@ -444,11 +463,11 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
                                            batch_size=settings["batch_size"], seed=seed,
                                            n_test_samples_per_system=settings["n_test_samples_per_system"])
     for name in baselines:
+        runs[name] = baseline_predictor(name, processor.layout, len(tasks.grid_shape), symmetric)
         rows.append({"model": name, "params": 0,
-                     **{f"{split}_rel_l2": _evaluate(name, None, loader, processor.layout)
+                     **{f"{split}_rel_l2": _evaluate(name, runs[name], loader, processor.layout)
                         for split, loader in loaders.items()},
                      "ctx_rel_l2": 0.0, "epochs": 0})
-        runs[name] = None
     if clean_tasks is not None:
         _, clean_loaders, _ = load_incontext(clean_tasks, settings["n_pairs"], settings["n_queries"],
                                              batch_size=settings["batch_size"], seed=seed,
@@ -456,7 +475,7 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
         results_extra.update(noise_level=tasks.attrs.get("noise_level"),
                              noise_rel_l2=noise_error(loaders["id"], clean_loaders["id"], processor.layout))
         for row in rows:
-            noisy = loaders["id"] if runs[row["model"]] is None else runs[row["model"]]["test_loaders"]["id"]
+            noisy = loaders["id"] if row["model"] in BASELINES else runs[row["model"]]["test_loaders"]["id"]
             row["clean_rel_l2"] = _evaluate(row["model"], runs[row["model"]],
                                             with_clean_targets(noisy, clean_loaders["id"]), processor.layout)
     floor = next(row["id_rel_l2"] for row in rows if row["model"] == "lstsq")
@@ -493,7 +512,7 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
         for row in rows if superres else ():
             row["superres_rel_l2"] = superres[row["model"]]
     from .plots import plot_learning_curves, plot_predictions
-    trained = {name: run for name, run in runs.items() if run is not None}
+    trained = {name: run for name, run in runs.items() if name not in BASELINES}
     _optional("learning-curve figure", lambda: plot_learning_curves(trained, out / "learning_curves.png",
                                                                     floor=floor), progress)
     _optional("prediction figure", lambda: plot_predictions(trained, out / "predictions.png"), progress)

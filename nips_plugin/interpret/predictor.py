@@ -16,9 +16,10 @@ import torch
 from ..data.loaders import InContextDataProcessor
 from ..layers.context import pack_context, unpack_responses
 from ..layers.context_fit import ContextFit
+from ..layers.sine_operator import SineSeriesOperator
 from ..models.incontext import InContextOperator
 from ..training.run import load_run
-from ..training.zoo import IN_CONTEXT_MODELS
+from ..training.zoo import IN_CONTEXT_MODELS, grid_modes
 
 
 class InContextPredictor:
@@ -232,15 +233,32 @@ class LeastSquaresPredictor(InContextPredictor):
     in_components, out_components : int, default 1
     n_dim : int, default 2
     mode : {"least_squares", "symmetric"}
+    shared_operator_modes : int, optional
+        Also apply, to the part of the query the context does not span, the
+        zoo models' shared sine-series operator as it starts, the inverse Dirichlet
+        Laplacian (:class:`~nips_plugin.layers.sine_operator.SineSeriesOperator`,
+        modes adapted to the grid), scaled for each context by its match on the span:
+        the enhanced models' starting point, a prior for elliptic problems, still
+        nothing learned.
     """
 
     # plain attributes in place of the base class's properties, which read the model
     n_pairs = in_components = out_components = n_dim = None
 
-    def __init__(self, n_pairs, in_components=1, out_components=1, n_dim=2, mode="least_squares"):
+    def __init__(self, n_pairs, in_components=1, out_components=1, n_dim=2, mode="least_squares",
+                 shared_operator_modes=None):
         self.n_pairs, self.in_components, self.out_components, self.n_dim = (
             n_pairs, in_components, out_components, n_dim)
         self.mode, self.model, self.processor, self.config = mode, None, None, None
+        self.shared_operator_modes = shared_operator_modes
+
+    def _prior(self, fit, rows, grid):
+        """The scaled shared operator applied to ``rows`` ``[B, m, N*c_f]`` (None without it)."""
+        if not self.shared_operator_modes:
+            return None
+        S = SineSeriesOperator(self.in_components, self.out_components,
+                               grid_modes(self.shared_operator_modes, grid, offset=2)).double()
+        return fit.operator_scale(lambda r: S(r, grid)) * S(rows, grid)
 
     def _tensor_options(self):
         return dict(dtype=torch.float64)
@@ -252,11 +270,15 @@ class LeastSquaresPredictor(InContextPredictor):
     def predict(self, f_ctx, u_ctx, f_query):
         """As :meth:`InContextPredictor.predict`."""
         f, u, fq, batched = self._queries(f_ctx, u_ctx, f_query)
-        y = self._fit(f, u).predict(fq.flatten(2))
+        fit = self._fit(f, u)
+        y = fit.predict(fq.flatten(2), self._prior(fit, fit.residual(fq.flatten(2)), fq.shape[3:]))
         return self._like(y.reshape(*fq.shape[:2], self.out_components, *fq.shape[3:]), f_query, batched)
 
     @torch.no_grad()
     def kernel(self, f_ctx, u_ctx):
         """As :meth:`InContextPredictor.kernel`."""
         f, u, batched = self._context(f_ctx, u_ctx)
-        return self._like(self._fit(f, u).kernel(), f_ctx, batched)
+        fit = self._fit(f, u)
+        eye = torch.eye(f.shape[2:].numel(), dtype=torch.float64, device=f.device)[None]
+        prior = self._prior(fit, eye, f.shape[3:])     # rows for the identity's rows: M^T
+        return self._like(fit.kernel(None if prior is None else prior.mT), f_ctx, batched)
