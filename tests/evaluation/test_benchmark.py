@@ -22,7 +22,7 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["preset"] == "tiny" and results["device"] == "cpu"
     names = [r["model"] for r in results["rows"]]
-    assert names == ["nips", "linear_nao", "fno", "fno_oracle", "lstsq", "lstsq_sym"]
+    assert names == ["nips", "linear_nao", "fno", "fno_oracle", "lstsq", "lstsq_sym", "lstsq_laplace"]
     rows = {r["model"]: r for r in results["rows"]}
     # the no-learning rows on the same test draws, against a direct dense solve
     _, loaders, _ = load_incontext(load_data("tiny", progress=False), 6, 2, batch_size=4, seed=0)
@@ -35,6 +35,8 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
             errors += list(np.linalg.norm(pred - y, axis=1) / np.linalg.norm(y, axis=1))
     assert rows["lstsq"]["id_rel_l2"] == pytest.approx(np.mean(errors), rel=1e-6)
     assert rows["lstsq_sym"]["id_rel_l2"] < rows["lstsq"]["id_rel_l2"]   # Darcy: symmetric operators
+    # the inverse-Laplacian prior on the complement (measured 0.21 against 0.66)
+    assert rows["lstsq_laplace"]["id_rel_l2"] < 0.5 * rows["lstsq_sym"]["id_rel_l2"]
     assert rows["nips"]["vs_lstsq"] == pytest.approx(rows["nips"]["id_rel_l2"] / np.mean(errors), rel=1e-6)
     for row in results["rows"]:
         if row["model"].startswith("lstsq"):
@@ -59,7 +61,7 @@ def test_same_seed_same_numbers(tmp_path):
     runs = [run_benchmark(preset="tiny", models=("nips",), epochs=1, out=tmp_path / str(i),
                           progress=False) for i in range(2)]
     # exactly the models asked for (no oracle unless named), then the no-learning rows
-    assert [r["model"] for r in runs[0]["rows"]] == ["nips", "lstsq", "lstsq_sym"]
+    assert [r["model"] for r in runs[0]["rows"]] == ["nips", "lstsq", "lstsq_sym", "lstsq_laplace"]
     a, b = (r["rows"][0] for r in runs)
     assert a["id_rel_l2"] == b["id_rel_l2"] and a["ctx_rel_l2"] == b["ctx_rel_l2"]
 
@@ -128,7 +130,7 @@ def test_task_file_with_few_pairs(tmp_path):
     results = run_benchmark(data=str(path), models=("nips",), epochs=1, out=tmp_path / "b",
                             progress=False)
     assert (results["settings"]["n_pairs"], results["settings"]["n_queries"]) == (8, 2)
-    assert [r["model"] for r in results["rows"]] == ["nips", "lstsq", "lstsq_sym"]
+    assert [r["model"] for r in results["rows"]] == ["nips", "lstsq", "lstsq_sym", "lstsq_laplace"]
     assert all(0 < r["id_rel_l2"] < 10 for r in results["rows"])
 
 
@@ -148,7 +150,7 @@ def test_seeds_report_mean_and_spread(tmp_path):
     single = run_benchmark(preset="tiny", models=("nips", "nips_paper"), epochs=1, seed=1,
                            out=tmp_path / "one", progress=False)
     assert results["seeds"] == [0, 1]
-    assert [r["model"] for r in results["rows"]] == ["nips", "nips_paper", "lstsq", "lstsq_sym"]
+    assert [r["model"] for r in results["rows"]] == ["nips", "nips_paper", "lstsq", "lstsq_sym", "lstsq_laplace"]
     per_seed = {run["seed"]: {r["model"]: r for r in run["rows"]} for run in results["per_seed"]}
     for a, b in zip(per_seed[1].values(), single["rows"]):
         assert a["id_rel_l2"] == pytest.approx(b["id_rel_l2"], rel=1e-6)
@@ -208,7 +210,8 @@ def test_3d_task_file_with_hidden_fields_finishes_with_a_table(tmp_path):
     results = run_benchmark(data=str(path), models=("nips",), epochs=1, out=tmp_path / "b", progress=False)
     assert results["finished"] and "not available for 3-D grids" in results["interpretation"]
     assert "not available for 3-D grids" in (tmp_path / "b" / "results.md").read_text()
-    assert [r["model"] for r in results["rows"]] == ["nips", "lstsq"]   # random data: not symmetric
+    # random data: not symmetric
+    assert [r["model"] for r in results["rows"]] == ["nips", "lstsq", "lstsq_laplace"]
 
 
 def test_benchmark_with_noise_reports_errors_against_the_clean_responses(tmp_path):
