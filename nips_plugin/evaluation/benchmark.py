@@ -44,7 +44,8 @@ from ..data.noise import add_response_noise
 from ..layers.context import unpack_context
 from ..training.run import UserError, check_sampling, load_data, prepare_dir, train_run
 from ..training.trainer import write_json
-from ..training.zoo import IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE, build_model, optimizer_defaults
+from ..training.zoo import (IN_CONTEXT_MODELS, MODELS, SYMMETRY_TOLERANCE, build_model, optimizer_defaults,
+                            resolve_local_operator)
 
 #: the enhanced in-context models next to their papers' configurations (``*_paper``), FNO, TFNO
 DEFAULT_MODELS = ("nips", "nips_paper", "nao", "nao_paper", "linear_nao", "linear_nao_paper", "fno", "tfno")
@@ -56,21 +57,26 @@ SUPERRESOLUTION = {"darcy": (41, 81), "elasticity": (57,), "tiny": (13,)}
 #: evaluated on grids up to this many points
 QUADRATIC_MAX_POINTS = 2000
 
-#: no-learning rows: name -> (context fit, with the shared operator's starting point): in-context
-#: least squares, its symmetric completion, and (``lstsq_laplace``) the enhanced in-context
-#: models before training: the data's fit (symmetric where measured so) plus the context-scaled
-#: inverse Dirichlet Laplacian on the rest (:class:`~nips_plugin.interpret.LeastSquaresPredictor`)
-BASELINES = {"lstsq": ("least_squares", False), "lstsq_sym": ("symmetric", False), "lstsq_laplace": (None, True)}
+#: no-learning rows: name -> (context fit, with the shared operator's starting point, with the
+#: local operator): in-context least squares, its symmetric completion, (``lstsq_laplace``) the
+#: enhanced in-context models before training: the data's fit (symmetric where measured so) plus
+#: the context-scaled inverse Dirichlet Laplacian on the rest, and (``lstsq_local``, only where the
+#: training data choose a local operator, :func:`~nips_plugin.training.zoo.resolve_local_operator`)
+#: the same with each context's fitted local operator in its place
+#: (:class:`~nips_plugin.interpret.LeastSquaresPredictor`)
+BASELINES = {"lstsq": ("least_squares", False, False), "lstsq_sym": ("symmetric", False, False),
+             "lstsq_laplace": (None, True, False), "lstsq_local": (None, True, True)}
 
 
-def baseline_predictor(name, layout, n_dim, symmetric):
+def baseline_predictor(name, layout, n_dim, symmetric, local_operator=None):
     """The predictor of no-learning row ``name`` (:data:`BASELINES`) for data measured
-    ``symmetric`` or not."""
+    ``symmetric`` or not, with the data's ``local_operator``."""
     from ..interpret import LeastSquaresPredictor
-    mode, prior = BASELINES[name]
+    mode, prior, local = BASELINES[name]
     mode = mode or ("symmetric" if symmetric else "least_squares")
     return LeastSquaresPredictor(layout.n_pairs, layout.in_components, layout.out_components, n_dim, mode,
-                                 shared_operator_modes=12 if prior else None)
+                                 shared_operator_modes=12 if prior else None,
+                                 local_operator=local_operator if local else None)
 
 #: training time per model that the presets' epochs were calibrated to (seconds on
 #: the 2-core CPU sandbox, see the module docstring)
@@ -429,7 +435,10 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
     # JSON has no infinity: None where symmetry has no meaning (c_f != c_u)
     results_extra = {"response_asymmetry": asymmetry if math.isfinite(asymmetry) else None}
     symmetric = asymmetry < SYMMETRY_TOLERANCE
-    baselines = ["lstsq"] + (["lstsq_sym"] if symmetric else []) + ["lstsq_laplace"]
+    local_operator = resolve_local_operator("auto", tasks, settings["n_pairs"])
+    results_extra["local_operator"] = local_operator
+    baselines = (["lstsq"] + (["lstsq_sym"] if symmetric else []) + ["lstsq_laplace"]
+                 + (["lstsq_local"] if local_operator else []))
     rows, runs = [], {}
     for name in names:
         if progress:
@@ -463,7 +472,7 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
                                            batch_size=settings["batch_size"], seed=seed,
                                            n_test_samples_per_system=settings["n_test_samples_per_system"])
     for name in baselines:
-        runs[name] = baseline_predictor(name, processor.layout, len(tasks.grid_shape), symmetric)
+        runs[name] = baseline_predictor(name, processor.layout, len(tasks.grid_shape), symmetric, local_operator)
         rows.append({"model": name, "params": 0,
                      **{f"{split}_rel_l2": _evaluate(name, runs[name], loader, processor.layout)
                         for split, loader in loaders.items()},

@@ -16,6 +16,7 @@ import torch
 from ..data.loaders import InContextDataProcessor
 from ..layers.context import pack_context, unpack_responses
 from ..layers.context_fit import ContextFit
+from ..layers.local_operator import local_operator_prior
 from ..layers.sine_operator import SineSeriesOperator
 from ..models.incontext import InContextOperator
 from ..training.run import load_run
@@ -240,25 +241,35 @@ class LeastSquaresPredictor(InContextPredictor):
         modes adapted to the grid), scaled for each context by its match on the span:
         the enhanced models' starting point, a prior for elliptic problems, still
         nothing learned.
+    local_operator : str, optional
+        Apply instead, where it applies, each context's fitted local operator
+        (:func:`~nips_plugin.layers.local_operator.local_operator_prior`; one of
+        ``LOCAL_OPERATORS``): the enhanced models' prior with ``local_operator`` set.
     """
 
     # plain attributes in place of the base class's properties, which read the model
     n_pairs = in_components = out_components = n_dim = None
 
     def __init__(self, n_pairs, in_components=1, out_components=1, n_dim=2, mode="least_squares",
-                 shared_operator_modes=None):
+                 shared_operator_modes=None, local_operator=None):
         self.n_pairs, self.in_components, self.out_components, self.n_dim = (
             n_pairs, in_components, out_components, n_dim)
         self.mode, self.model, self.processor, self.config = mode, None, None, None
-        self.shared_operator_modes = shared_operator_modes
+        self.shared_operator_modes, self.local_operator = shared_operator_modes, local_operator
 
-    def _prior(self, fit, rows, grid):
-        """The scaled shared operator applied to ``rows`` ``[B, m, N*c_f]`` (None without it)."""
-        if not self.shared_operator_modes:
-            return None
-        S = SineSeriesOperator(self.in_components, self.out_components,
-                               grid_modes(self.shared_operator_modes, grid, offset=2)).double()
-        return fit.operator_scale(lambda r: S(r, grid)) * S(rows, grid)
+    def _prior(self, f, u, fit, rows, grid):
+        """The priors applied to ``rows`` ``[B, m, N*c_f]`` for the context ``f, u``: the
+        local operator where it applies, elsewhere the scaled shared operator (None without
+        either)."""
+        prior = None
+        if self.shared_operator_modes:
+            S = SineSeriesOperator(self.in_components, self.out_components,
+                                   grid_modes(self.shared_operator_modes, grid, offset=2)).double()
+            prior = fit.operator_scale(lambda r: S(r, grid)) * S(rows, grid)
+        if self.local_operator:
+            local, used = local_operator_prior(f, u, self.local_operator, rows)
+            prior = local if prior is None else torch.where(used[:, None, None], local, prior)
+        return prior
 
     def _tensor_options(self):
         return dict(dtype=torch.float64)
@@ -271,7 +282,7 @@ class LeastSquaresPredictor(InContextPredictor):
         """As :meth:`InContextPredictor.predict`."""
         f, u, fq, batched = self._queries(f_ctx, u_ctx, f_query)
         fit = self._fit(f, u)
-        y = fit.predict(fq.flatten(2), self._prior(fit, fit.residual(fq.flatten(2)), fq.shape[3:]))
+        y = fit.predict(fq.flatten(2), self._prior(f, u, fit, fit.residual(fq.flatten(2)), fq.shape[3:]))
         return self._like(y.reshape(*fq.shape[:2], self.out_components, *fq.shape[3:]), f_query, batched)
 
     @torch.no_grad()
@@ -280,5 +291,6 @@ class LeastSquaresPredictor(InContextPredictor):
         f, u, batched = self._context(f_ctx, u_ctx)
         fit = self._fit(f, u)
         eye = torch.eye(f.shape[2:].numel(), dtype=torch.float64, device=f.device)[None]
-        prior = self._prior(fit, eye, f.shape[3:])     # rows for the identity's rows: M^T
+        eye = eye.expand(f.shape[0], -1, -1)
+        prior = self._prior(f, u, fit, eye, f.shape[3:])     # rows for the identity's rows: M^T
         return self._like(fit.kernel(None if prior is None else prior.mT), f_ctx, batched)

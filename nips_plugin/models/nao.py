@@ -99,6 +99,16 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         carries the global, slowly decaying part of an elliptic Green's function
         that a rank-``dk`` attention kernel cannot (in 3-D above all). Needs a
         ``context_fit``; cost ``O(N m)`` per function, resolution independent.
+    local_operator : str, optional
+        Fit a local operator to each context and add its inverse on the residual
+        (:mod:`nips_plugin.layers.local_operator`; one of its ``LOCAL_OPERATORS``,
+        e.g. ``"star"``, ``"box+load"``): per node, a stencil relation between the
+        responses and the loads, the Green's operator of a PDE discretised on the grid.
+        It replaces the shared operator's term for the contexts it applies to
+        (responses zero on the boundary, a non-singular fit). Parameter-free, computed in
+        float64 on the CPU per context (one sparse factorisation); needs a
+        ``context_fit`` and ``c_f = c_u``. The zoo's ``"auto"`` chooses it from the
+        training data (:func:`nips_plugin.training.zoo.resolve_local_operator`).
     checkpoint_layers : bool, default False
         As for :class:`~nips_plugin.NIPS` (each layer then keeps no ``T x T`` attention).
     output_map_chunk_mb : float, default 256
@@ -152,7 +162,7 @@ class NAO(InContextOperator, BaseModel, name="nao"):
                  n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None,
                  checkpoint_layers=False, output_map_chunk_mb=256, coord_range=None,
                  output_map_contract=None, output_map_edges="grid", layer_norm="feature",
-                 input_modes=None, context_fit="none", shared_operator_modes=None,
+                 input_modes=None, context_fit="none", shared_operator_modes=None, local_operator=None,
                  output_map="mlp", output_map_modes=8, attention_order=None):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
@@ -183,7 +193,7 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers,
                            layer_norm=layer_norm, context_fit=context_fit,
                            input_modes=None if input_modes is None else tuple(input_modes),
-                           shared_operator_modes=shared_operator_modes)
+                           shared_operator_modes=shared_operator_modes, local_operator=local_operator)
         # "second": the output point is the kernel's first argument
         self._output_map_kwargs = dict(swap=output_map_contract == "second")
         self.kernel_query = TokenLinear(n_pairs, n_heads * qk_channels)

@@ -88,6 +88,16 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         carries the global, slowly decaying part of an elliptic Green's function
         that a rank-``dk`` attention kernel cannot (in 3-D above all). Needs a
         ``context_fit``; cost ``O(N m)`` per function, resolution independent.
+    local_operator : str, optional
+        Fit a local operator to each context and add its inverse on the residual
+        (:mod:`nips_plugin.layers.local_operator`; one of its ``LOCAL_OPERATORS``,
+        e.g. ``"star"``, ``"box+load"``): per node, a stencil relation between the
+        responses and the loads, the Green's operator of a PDE discretised on the grid.
+        It replaces the shared operator's term for the contexts it applies to
+        (responses zero on the boundary, a non-singular fit). Parameter-free, computed in
+        float64 on the CPU per context (one sparse factorisation); needs a
+        ``context_fit`` and ``c_f = c_u``. The zoo's ``"auto"`` chooses it from the
+        training data (:func:`nips_plugin.training.zoo.resolve_local_operator`).
     checkpoint_layers : bool, default False
         Recompute each attention layer in the backward pass instead of keeping
         its activations (``torch.utils.checkpoint``, non-reentrant): training
@@ -104,7 +114,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
                  n_layers=4, n_heads=1, qk_channels=40, n_modes=(12, 12), filter_per_head=False,
                  input_norm="coordinate", grid_shape=None, checkpoint_layers=False,
-                 context_fit="least_squares", shared_operator_modes=None):
+                 context_fit="least_squares", shared_operator_modes=None, local_operator=None):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         n_modes = (n_modes,) if isinstance(n_modes, int) else tuple(n_modes)
@@ -113,7 +123,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         self.n_dim, self.n_heads, self.qk_channels = len(n_modes), n_heads, qk_channels
         self.attention = "linear"
         self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head, checkpoint_layers,
-                           context_fit=context_fit, shared_operator_modes=shared_operator_modes)
+                           context_fit=context_fit, shared_operator_modes=shared_operator_modes, local_operator=local_operator)
         cf, cu, d = in_components, out_components, n_pairs
         groups = n_heads if filter_per_head else 1
         # paired: output component c <- filtered f-block c + filtered u-block c

@@ -22,7 +22,9 @@ class ModelConfig(ConfigBase):
 # NIPS: coordinate-field input affine (positional, resolution independent) and the
 # context's exact part, symmetric where the data are ("auto": measured on the
 # training pairs, see zoo.resolve_context_fit), and a shared sine-series operator on the
-# residual scaled per context (layers/sine_operator.py); measured on both presets (README).
+# residual scaled per context (layers/sine_operator.py), replaced by the context's fitted local
+# operator where the training data say it predicts better ("auto": zoo.resolve_local_operator,
+# layers/local_operator.py); measured on both presets (README).
 # Every mode count is meant for 2-D grids and adapted to the data's grid (zoo.grid_modes).
 class NIPS(ModelConfig):
     model_arch: str = "nips"
@@ -33,6 +35,7 @@ class NIPS(ModelConfig):
     input_norm: str = "coordinate"
     context_fit: str = "auto"
     shared_operator_modes: int = 12
+    local_operator: Optional[str] = "auto"
 
 
 # NAO / LinearNAO get the same enhancements as NIPS (the `*_paper` rows of the benchmark
@@ -49,6 +52,7 @@ class NAO(ModelConfig):
     input_modes: int = 12
     context_fit: str = "auto"
     shared_operator_modes: int = 12
+    local_operator: Optional[str] = "auto"
     output_map: str = "cosine"
     output_map_modes: int = 8
     attention_order: str = "linear"

@@ -14,6 +14,7 @@ per model): parameter budgets of the same order on the benchmark presets (tens
 of thousands) and an optimiser setting per model.
 """
 
+import numpy as np
 from neuralop.models.base_model import get_model
 from zencfg.bunch import Bunch
 
@@ -23,7 +24,8 @@ from .configs import OPTIMIZER_DEFAULTS, model_config_class
 #: the papers' configuration of an in-context model, without this package's enhancements
 #: (the exact context fit, coordinate-field input affine, shared sine-series operator):
 #: ``u = K f`` and the authors' per-token input affine, which ties the model to its grid
-PAPER_OPTIONS = {"context_fit": "none", "input_norm": "token_affine", "shared_operator_modes": None}
+PAPER_OPTIONS = {"context_fit": "none", "input_norm": "token_affine", "shared_operator_modes": None,
+                 "local_operator": None}
 
 #: benchmark rows that are another configuration of a model: name -> (model, options)
 VARIANTS = {f"{name}_paper": (name, PAPER_OPTIONS) for name in ("nips", "nao", "linear_nao")}
@@ -59,6 +61,50 @@ def resolve_context_fit(value, tasks=None):
     return "symmetric" if symmetric else "least_squares"
 
 
+#: training systems whose contexts decide ``local_operator="auto"`` (:func:`resolve_local_operator`)
+LOCAL_OPERATOR_PROBES = 4
+
+
+def resolve_local_operator(value, tasks=None, n_pairs=None):
+    """``"auto"``: the local operator (:mod:`nips_plugin.layers.local_operator`) that predicts
+    held-out pairs of the training data best, if it does so better than the enhanced models'
+    starting point without it.
+
+    On the first ``n_pairs`` pairs of each of :data:`LOCAL_OPERATOR_PROBES` training systems,
+    :func:`~nips_plugin.layers.local_operator.select_local_operator` cross-validates every
+    candidate; the baseline is ``lstsq_laplace`` (the context's fit plus the context-scaled
+    inverse Laplacian) on the same folds. The most frequent choice wins when the local
+    operators' median error is below the baseline's, otherwise None (no local operator):
+    noisy responses, non-local operators, responses not zero on the boundary, grids other
+    than node grids of a box. Other values unchanged; None without tasks or ``n_pairs``.
+    """
+    if value != "auto":
+        return value
+    if tasks is None or n_pairs is None or tasks.f.shape[2] != tasks.u.shape[2]:
+        return None
+    from ..interpret import LeastSquaresPredictor
+    from ..layers.local_operator import context_cv_error, select_local_operator
+    systems = tasks.indices("train")
+    systems = (systems if len(systems) else np.arange(tasks.n_systems))[:LOCAL_OPERATOR_PROBES]
+    mode = resolve_context_fit("auto", tasks)
+    c, n_dim = tasks.f.shape[2], len(tasks.grid_shape)
+
+    def laplace(f, u, q):
+        return LeastSquaresPredictor(len(f), c, c, n_dim, mode, shared_operator_modes=12).predict(f, u, q)
+    choices, local, base = [], [], []
+    for s in systems:
+        f, u = (np.asarray(a[s, :n_pairs], np.float64) for a in (tasks.f, tasks.u))
+        fit, error = select_local_operator(f, u)
+        if fit is None:
+            return None
+        choices.append(fit.operator)
+        local.append(error)
+        base.append(context_cv_error(f, u, laplace))
+    if np.median(local) >= np.median(base):
+        return None
+    return max(set(choices), key=choices.count)
+
+
 #: the in-context models' mode options, and how many nodes of an axis its functions cannot
 #: tell apart (Fourier modes and cosines: ``n`` per ``n``-node axis; sines, which vanish on
 #: the boundary: ``n - 2``)
@@ -87,8 +133,8 @@ def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
     n_hidden : int
         Hidden-field channels (only ``fno_oracle``).
     tasks : TaskSet, optional
-        The training data, to resolve NIPS's ``context_fit="auto"``
-        (:func:`resolve_context_fit`).
+        The training data, to resolve ``context_fit="auto"`` (:func:`resolve_context_fit`)
+        and ``local_operator="auto"`` (:func:`resolve_local_operator`).
     **overrides
         Constructor arguments replacing the defaults.
 
@@ -107,6 +153,8 @@ def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
         kwargs["grid_shape"] = tuple(tasks.grid_shape)
     if "context_fit" in kwargs:
         kwargs["context_fit"] = resolve_context_fit(kwargs["context_fit"], tasks)
+    if "local_operator" in kwargs:
+        kwargs["local_operator"] = resolve_local_operator(kwargs["local_operator"], tasks, layout.n_pairs)
     if name in IN_CONTEXT_MODELS and tasks is not None:
         for key, offset in GRID_MODES.items():
             if isinstance(kwargs.get(key), int):
