@@ -122,7 +122,9 @@ def test_interrupted_benchmark_resumes(tmp_path, capsys, monkeypatch):
 
 
 def test_task_file_with_few_pairs(tmp_path):
-    """A file of 10 pairs per system runs with d and q chosen for it (d = 8, q = 2)."""
+    """A file of 10 pairs per system runs with d and q chosen for it (d = 8, q = 2); 8 pairs
+    leave the 5-point star (5 unknowns per node) as the only local operator they determine,
+    and the package's finite-difference Darcy data satisfy it exactly."""
     from nips_plugin.data import save_tasks
     tasks = load_data("tiny", progress=False)
     path = save_tasks(tmp_path / "few.h5", tasks.f[:, :10], tasks.u[:, :10], params=tasks.params,
@@ -130,8 +132,11 @@ def test_task_file_with_few_pairs(tmp_path):
     results = run_benchmark(data=str(path), models=("nips",), epochs=1, out=tmp_path / "b",
                             progress=False)
     assert (results["settings"]["n_pairs"], results["settings"]["n_queries"]) == (8, 2)
-    assert [r["model"] for r in results["rows"]] == ["nips", "lstsq", "lstsq_sym", "lstsq_laplace"]
+    rows = {r["model"]: r for r in results["rows"]}
+    assert list(rows) == ["nips", "lstsq", "lstsq_sym", "lstsq_laplace", "lstsq_local"]
+    assert results["local_operator"] == "star"
     assert all(0 < r["id_rel_l2"] < 10 for r in results["rows"])
+    assert rows["lstsq_local"]["id_rel_l2"] < 1e-6 < rows["lstsq_laplace"]["id_rel_l2"]
 
 
 def test_epochs_per_model():

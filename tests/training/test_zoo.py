@@ -1,4 +1,5 @@
 """The zoo's rows: the enhanced in-context models and their papers' configurations."""
+import numpy as np
 import pytest
 import torch
 
@@ -8,9 +9,13 @@ from nips_plugin.training.zoo import IN_CONTEXT_MODELS, MODELS, base_model, buil
 
 
 class _Tasks:
-    """What model_config reads of a TaskSet: the grid and the measured symmetry."""
+    """What model_config reads of a TaskSet: the grid, the measured symmetry and pairs (all
+    zero: no local operator fits them)."""
     grid_shape = (7, 7)
+    n_systems = 1
+    f = u = np.zeros((1, 5, 1, 7, 7))
     response_asymmetry = staticmethod(lambda: 0.0)
+    indices = staticmethod(lambda split: np.arange(1))
 
 
 @pytest.mark.parametrize("name", ["nips", "nao", "linear_nao"])
@@ -23,6 +28,7 @@ def test_paper_rows_are_the_models_without_the_enhancements(name):
     # the same enhancements for all: symmetric data -> the symmetric fit; coordinate input fields
     assert (enhanced["context_fit"], enhanced["input_norm"]) == ("symmetric", "coordinate")
     assert (paper["context_fit"], paper["input_norm"], paper["grid_shape"]) == ("none", "token_affine", (7, 7))
+    assert enhanced["local_operator"] is paper["local_operator"] is None
     model = build_model(f"{name}_paper", layout, 2, tasks=_Tasks())
     x = pack_context(torch.randn(2, 5, 1, 7, 7), torch.randn(2, 5, 1, 7, 7), torch.randn(2, 2, 1, 7, 7))
     assert model(x).shape == (2, 2, 7, 7)
