@@ -1,5 +1,6 @@
 """NIPS, NAO and LinearNAO: shapes, gradients, linearity, kernels, errors (modelled on
 neuralop's test_fno.py)."""
+import numpy as np
 import pytest
 import torch
 from neuralop.utils import count_model_params
@@ -267,3 +268,41 @@ def test_clear_errors():
                grid_shape=(9, 9))
     with pytest.raises(ValueError, match="per-token affine"):
         ref(torch.randn(1, 8, 11, 11))
+
+
+@pytest.mark.parametrize("cls", [NIPS, NAO, LinearNAO])
+def test_local_operator_prior(cls):
+    """With ``local_operator`` the kernel of a context from the package's finite-difference Darcy
+    solver is its exact Green's operator once the attention adds nothing; a noisy context gets
+    the shared operator instead, as without the option; u = M f either way."""
+    from nips_plugin.data.fields import gaussian_random_field, lognormal_field, random_load
+    from nips_plugin.data.solvers import solve_darcy
+    from nips_plugin.interpret.greens import darcy_greens
+    n, d = 9, 12
+    b = lognormal_field(gaussian_random_field(n, 1, 0, length_scale=0.3), median=2.0, sigma=1.0)[0]
+    f = random_load(n, d + 3, 1, length_scale=0.2, offset_std=0.3).astype(np.float64)
+    u = solve_darcy(b, f)
+    noisy = u + 1e-3 * np.abs(u).max() * np.random.default_rng(0).standard_normal(u.shape)
+    F = torch.tensor(np.stack([f[:d], f[:d]]))
+    U = torch.tensor(np.stack([u[:d], noisy[:d]]))
+    x = pack_context(F, U, torch.tensor(np.stack([f[d:], f[d:]]))).double()
+    options = dict(context_fit="least_squares", shared_operator_modes=3)
+    if cls is not NIPS:
+        options["input_modes"] = 4
+    model = build(cls, 2, d=d, q=3, local_operator="star", **options).double()
+    plain = build(cls, 2, d=d, q=3, **options).double()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        out = model(x)
+        M = model.extract_kernel(x)
+        via_kernel = torch.einsum("bij,bmj->bmi", M, x[:, 2 * d:].flatten(2)).reshape(out.shape)
+        torch.testing.assert_close(via_kernel, out, rtol=1e-6, atol=1e-9 * out.abs().max())
+        torch.testing.assert_close(out[1], plain(x)[1])
+        for p in model.kernel_key.parameters():
+            p.zero_()
+        G = darcy_greens(b)
+        assert np.linalg.norm(model.extract_kernel(x)[0].numpy() - G) / np.linalg.norm(G) < 1e-4
+    with pytest.raises(ValueError, match="local operator must be one of"):
+        build(cls, 2, d=d, q=3, local_operator="cross", **options)
+    with pytest.raises(ValueError, match="needs a context_fit"):
+        build(cls, 2, d=d, q=3, local_operator="star", context_fit="none")
