@@ -7,7 +7,7 @@
     nips-plugin train --config NAME [--model NAME] [--model.KEY VALUE ...] [--epochs N]
                       [--resume] [--force] [--mixed-precision]      (also under torchrun)
     nips-plugin scaling --models ... --grids 21,41,81 --batch B --device cpu|cuda
-    nips-plugin interpret --run DIR [--system K]
+    nips-plugin interpret --run DIR [--system K] [--data FILE]
 """
 
 import argparse
@@ -108,7 +108,14 @@ def _scaling(args):
 
 def _interpret(args):
     from .interpret.figures import interpret_run
-    result = interpret_run(args.run, system=args.system, out=args.out)
+    tasks = None
+    if args.data is not None:
+        from .training.run import load_data
+        tasks = load_data(path=args.data)
+    try:
+        result = interpret_run(args.run, system=args.system, out=args.out, tasks=tasks)
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from err
     for key, value in result.items():
         print(f"{key}: {value}")
 
@@ -165,6 +172,8 @@ def build_parser():
     interp.add_argument("--run", required=True, help="a model folder of a benchmark or train run")
     interp.add_argument("--system", type=int, default=0, help="which unseen system")
     interp.add_argument("--out", default=None, help="figure folder (default: RUN/interpret)")
+    interp.add_argument("--data", default=None,
+                        help="the run's task file, if it moved (default: the file or generator the run recorded)")
     return parser
 
 

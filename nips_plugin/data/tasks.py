@@ -234,6 +234,9 @@ class TaskSet:
         :func:`default_split`.
     attrs : dict, optional
         ``pde``, ``domain`` and generator parameters (plain scalars).
+    source : str, optional
+        The task file the set was read from (:func:`load_tasks` sets it; runs record
+        it so that interpretation can read the same data back), None otherwise.
 
     Raises
     ------
@@ -249,6 +252,7 @@ class TaskSet:
     params: dict = field(default_factory=dict)
     split: np.ndarray = None
     attrs: dict = field(default_factory=dict)
+    source: str = None
 
     def __post_init__(self):
         if not isinstance(self.f, H5Array):
@@ -595,10 +599,10 @@ def load_tasks(path, lazy=None):
                     raise ValueError(f"dataset 'split' must hold strings, got dtype {split.dtype}")
             if lazy:
                 f, u = H5Array(path, "f"), H5Array(path, "u")
-                tasks = TaskSet(f, u, params, split, dict(h5.attrs))  # shapes checked first
+                tasks = TaskSet(f, u, params, split, dict(h5.attrs), os.path.abspath(path))  # shapes checked first
                 _check_finite_by_system(h5)
                 return tasks
-            return TaskSet(h5["f"][()], h5["u"][()], params, split, dict(h5.attrs))
+            return TaskSet(h5["f"][()], h5["u"][()], params, split, dict(h5.attrs), os.path.abspath(path))
     except (ValueError, OSError) as err:
         # OSError: data HDF5 cannot read (a corrupt chunk)
         raise ValueError(f"bad task file {path}: {err}") from err

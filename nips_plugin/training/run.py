@@ -127,7 +127,8 @@ def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
                        "draws_per_system": draws_per_system,
                        "mode": mode, "grid_shape": list(tasks.grid_shape),
                        "n_test_samples_per_system": n_test_samples_per_system,
-                       "attrs": {k: v for k, v in tasks.attrs.items()}}}
+                       "attrs": {k: v for k, v in tasks.attrs.items()},
+                       **({"path": tasks.source} if tasks.source else {})}}
     torch.manual_seed(seed)  # identical initialisation for identical seeds
     model = get_model(Bunch({"model": cfg}))
     if is_main_process():

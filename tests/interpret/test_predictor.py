@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from nips_plugin.data import load_tasks, save_tasks
 from nips_plugin.data.families import make_darcy_tasks, make_elasticity_tasks
+from nips_plugin.data.noise import add_response_noise
 from nips_plugin.data.loaders import InContextDataProcessor
 from nips_plugin.interpret import (InContextPredictor, LeastSquaresPredictor, interpret_run, kernel_metrics,
                                    log_correlation, plot_interpretation)
@@ -142,6 +144,17 @@ def test_from_run_interpret_run_and_run_tasks(tmp_path, monkeypatch):
     np.testing.assert_array_equal(run_tasks(config).f, tasks.f)
     config["data"]["attrs"].pop("generator")
     with pytest.raises(ValueError, match="pass tasks="):
+        run_tasks(config)
+
+    # a run on a task file reads that file again, with the benchmark's noise added again
+    save_tasks(tmp_path / "own.h5", tasks.f, tasks.u, tasks.params, tasks.split, **config["data"]["attrs"])
+    noisy = add_response_noise(load_tasks(tmp_path / "own.h5"), 0.03, seed=5)
+    config["data"].update(path=noisy.source, attrs=noisy.attrs)
+    again = run_tasks(config)
+    np.testing.assert_array_equal(again.u, noisy.u)
+    assert not np.array_equal(again.u, tasks.u)
+    (tmp_path / "own.h5").unlink()
+    with pytest.raises(ValueError, match="is gone"):
         run_tasks(config)
 
     write_run(tmp_path / "fno", "fno", tasks)

@@ -66,3 +66,21 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [h["epoch"] for h in history(out)] == [1, 2]
     assert proc.stdout.count("run folder") == 1  # only rank 0 reports
+
+
+def test_a_run_on_a_task_file_is_interpreted_from_its_folder(tmp_path, capsys):
+    from nips_plugin.data import save_tasks
+    from nips_plugin.training.run import load_data
+    tasks = load_data("tiny", progress=False)
+    path = tmp_path / "own.h5"
+    save_tasks(path, tasks.f, tasks.u, tasks.params, tasks.split, **tasks.attrs)
+    out = tmp_path / "run"
+    assert main(["train", "--config", "tiny", "--model", "nips", "--data.path", str(path), "--epochs", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["data"]["path"] == str(path.resolve())
+    assert main(["interpret", "--run", str(out)]) == 0
+    report = json.loads((out / "interpret" / "interpret.json").read_text())
+    assert 0 < report["kernel_rel_err"] < 1
+    path.unlink()
+    assert main(["interpret", "--run", str(out)]) == 2
+    assert "is gone" in capsys.readouterr().err
