@@ -757,10 +757,13 @@ def results_table(results):
         notes.append(f"Kernels and hidden fields: {results['interpretation']}.")
     classical = results.get("classical_recovery")
     if classical:
-        shown = ", ".join(f"{float(k):.0%} noise: {v:.4f}" for k, v in classical["rel_err"].items())
+        shown = ", ".join(f"{float(k):.0%}: {v:.4f}" for k, v in classical["rel_err"].items())
+        carried = results.get("noise_level") or 0.0
+        on_top = (f" (on top of the data's {carried:.0%}; the fit is regularised for both)"
+                  if carried else "")
         notes.append(f"Hidden field recovered with the PDE known (least squares on the discretised "
                      f"equation, same {results['settings']['n_pairs']} context pairs, no learning): "
-                     f"relative error {shown}.")
+                     f"relative error with noise added to the responses{on_top}: {shown}.")
     if results.get("wall_seconds"):
         notes.append(f"Wall time: {results['wall_seconds'] / 60:.1f} min.")
     return table + "".join(f"\n{note}\n" for note in notes)

@@ -120,7 +120,8 @@ def evaluate_system(predictor, tasks, system, seed=0, basis=None, noise_levels=N
         ``[N*c_f, r]`` input principal directions; default
         :func:`input_principal_basis` of ``tasks``.
     noise_levels : sequence of float
-        Noise levels of the classical baseline.
+        Noise levels the classical baseline adds to the context (regularised for
+        them plus the data's own ``attrs["noise_level"]``, if any).
     method : str
         Of :func:`recover_permeability` / :func:`recover_modulus`.
 
@@ -146,7 +147,8 @@ def evaluate_system(predictor, tasks, system, seed=0, basis=None, noise_levels=N
     held_out = misfit(f_held, u_held) if len(f_held) else None
     smoothing = 1e-6 + (misfit(f, u) if held_out is None else held_out)
     recovered = recover_field(M, true.shape, pde, nu, method, 1e-6, smoothing, 0)
-    classical = {s: classical_recovery(f, u, pde, s, seed, nu) for s in noise_levels}
+    data_noise = tasks.attrs.get("noise_level", 0.0)  # what add_response_noise put in the data
+    classical = {s: classical_recovery(f, u, pde, s, seed, nu, data_noise=data_noise) for s in noise_levels}
     inner = (slice(1, -1),) * 2
     out = {"system": int(system), "context_misfit": misfit(f, u), "held_out_misfit": held_out,
            "kernel_rel_err": _relative(M, G),
@@ -184,7 +186,8 @@ def kernel_metrics(predictor, tasks, systems, n_pairs, seed=0, noise_levels=NOIS
     * ``log_correlation``: correlation of the recovered and true log-fields on
       the interior nodes (:func:`log_correlation`);
     * ``classical_rel_err``: the same for :func:`classical_recovery` from the
-      same pairs, ``{noise: error}`` per noise level;
+      same pairs, ``{noise: error}`` per noise level added to them (regularised
+      for that level and the noise the data carry, ``tasks.attrs["noise_level"]``);
     * ``phase_accuracy`` / ``classical_phase_accuracy``: only for two-phase
       systems (hidden field with exactly two values), averaged over those.
 

@@ -76,6 +76,19 @@ def _full_precision(method):
     return wrapper
 
 
+def antisymmetry_noise_variance(F, U):
+    r"""Noise variance per response value of a context of a *symmetric* operator, from its Gram matrix.
+
+    ``F``, ``U`` ``[..., d, n]`` (pairs as rows): :math:`A = F U^\top` is symmetric for
+    noise-free pairs of a symmetric operator, and for independent noise of variance
+    :math:`\sigma^2` per value :math:`E\|A - A^\top\|_F^2 = 2 (d-1) \sigma^2 \|F\|_F^2`, so
+    :math:`\hat\sigma^2 = \|A - A^\top\|_F^2 / (2 (d-1) \|F\|_F^2)` ``[...]``. Any asymmetry of
+    the operator itself (a non-symmetric law, loads sampled off the grid) counts as noise.
+    """
+    A = F @ U.mT
+    return (A - A.mT).square().sum((-2, -1)) / (2 * max(A.shape[-1] - 1, 1) * F.square().sum((-2, -1)))
+
+
 class ContextFit:
     """The exact, parameter-free part of a linear operator given its context.
 
@@ -128,9 +141,7 @@ class ContextFit:
             self.noise_variance = torch.zeros(F.shape[:-2], dtype=F.dtype, device=F.device)
             phi = keep.double()
             if denoise and mode == "symmetric":
-                A = F @ U.mT
-                self.noise_variance = ((A - A.mT).square().sum((-2, -1))
-                                       / (2 * max(A.shape[-1] - 1, 1) * F.square().sum((-2, -1))))
+                self.noise_variance = antisymmetry_noise_variance(F, U)
                 energy = (V.mT @ U).square().sum(-1)                # ||v_i^T U||^2, [B, d]
                 noise = U.shape[-1] * self.noise_variance[..., None]
                 phi = phi * (1 - noise / energy.clamp_min(torch.finfo(energy.dtype).tiny)).clamp(0, 1)

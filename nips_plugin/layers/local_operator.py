@@ -221,8 +221,10 @@ def select_local_operator(f_ctx, u_ctx, n_folds=5, candidates=LOCAL_OPERATORS):
     """The local operator (:class:`LocalOperatorFit`) that predicts the context's held-out pairs
     best, fitted to the whole context, and its cross-validation error.
 
-    Candidates with at least as many unknowns per node as the training folds have pairs
-    are skipped; responses not zero on the boundary give ``(None, inf)``.
+    A candidate is cross-validated with ``n_folds`` folds, or with the fewest more that
+    leave its training folds more pairs than it has unknowns per node (up to
+    leave-one-out; skipped when even that does not); responses not zero on the boundary
+    give ``(None, inf)``.
 
     Returns
     -------
@@ -234,13 +236,15 @@ def select_local_operator(f_ctx, u_ctx, n_folds=5, candidates=LOCAL_OPERATORS):
     if f.shape != u.shape or not zero_on_boundary(u):
         return None, math.inf
     d, c = f.shape[:2]
-    n_train = d - math.ceil(d / n_folds)
     best, best_error = None, math.inf
     for name in candidates:
-        if n_unknowns(name, f.ndim - 2, c) >= n_train:
+        # more, smaller folds where n_folds would leave a node's fit underdetermined
+        unknowns = n_unknowns(name, f.ndim - 2, c)
+        folds = next((k for k in range(min(n_folds, d), d + 1) if d - math.ceil(d / k) > unknowns), None)
+        if folds is None:
             continue
         error = context_cv_error(
-            f, u, lambda a, b, q: LocalOperatorFit(a, b, name).apply(q.reshape(len(q), -1)), n_folds)
+            f, u, lambda a, b, q: LocalOperatorFit(a, b, name).apply(q.reshape(len(q), -1)), folds)
         if error < best_error:
             best, best_error = name, error
     if best is None:
