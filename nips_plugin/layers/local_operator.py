@@ -8,12 +8,13 @@ load ``f`` of every pair,
 .. math::
 
     \sum_{c'} \sum_{k \in S} a_{x c c' k}\, u_{c'}(x + k)
-    \;=\; f_c(x) + \sum_{k \in S \setminus 0} g_{x c k}\, f_c(x + k),
+    \;=\; f_c(x) + \sum_{k \in S \setminus 0} g_{x c k}\, \big(f_c(x + k) - f_c(x)\big),
 
 with ``S`` the neighbourhood (``"star"``: the node and its ``2D`` axis
 neighbours; ``"box"``: its ``3^D`` neighbours) and ``g = 0`` when the load
 is read pointwise (finite differences), ``g \ne 0`` for a consistent finite-element
-load (``K u = L f``). Nothing else is assumed: no PDE form, no symmetry,
+load (``K u = L f``, ``L`` scaled to unit row sum: a constant load is read as itself, which
+smooth loads on fine grids cannot fake with ``A -> 0``). Nothing else is assumed: no PDE form, no symmetry,
 coefficients free per node (discontinuous media, advection). A context of
 ``d`` pairs gives, per node and component, ``d`` equations for the
 ``c_u |S| + (|S| - 1)`` unknowns (``|S| - 1`` fewer without the load
@@ -139,7 +140,11 @@ class LocalOperatorFit:
         # design per (component, interior node): responses of every component at every offset,
         # then minus the load of the same component at the other offsets
         cols = [_at(u[:, k], o) for k in range(c) for o in self.offsets]
-        loads = [[-_at(f[:, j], o) for o in self.offsets[1:]] for j in range(c)] if load_stencil else None
+        # the load side as differences to the centre: its row sum is fixed to 1 (a consistent load
+        # averages f), not its centre, which smooth loads on fine grids let degenerate (A -> 0 with
+        # a load stencil that annihilates smooth f)
+        loads = ([[_at(f[:, j], self.offsets[0]) - _at(f[:, j], o) for o in self.offsets[1:]] for j in range(c)]
+                 if load_stencil else None)
         X = torch.stack([torch.from_numpy(np.stack(cols + (loads[j] if load_stencil else []), -1).reshape(d, n_int, -1))
                          for j in range(c)]).transpose(1, 2)      # [c, N_int, d, p]
         y = torch.from_numpy(np.stack([_at(f[:, j], self.offsets[0]).reshape(d, n_int) for j in range(c)])).mT
@@ -158,12 +163,13 @@ class LocalOperatorFit:
                                shape=(size, size))
         b_rows = [rows.ravel()]
         b_cols = [np.stack([_at(full[j], self.offsets[0]).ravel() for j in range(c)]).ravel()]
-        b_vals = [np.ones(size)]
+        g = coef[:, :, c * len(self.offsets):].reshape(size, -1) if load_stencil else np.zeros((size, 0))
+        b_vals = [1.0 - g.sum(1)]
         if load_stencil:
             for s, o in enumerate(self.offsets[1:]):
                 b_rows.append(rows.ravel())
                 b_cols.append(np.stack([_at(full[j], o).ravel() for j in range(c)]).ravel())
-                b_vals.append(coef[:, :, c * len(self.offsets) + s].ravel())
+                b_vals.append(g[:, s])
         self.B = sp.csr_matrix((np.concatenate(b_vals), (np.concatenate(b_rows), np.concatenate(b_cols))),
                                shape=(size, full.size))
         self._embed = np.stack([_at(full[j], self.offsets[0]).ravel() for j in range(c)]).ravel()
