@@ -5,7 +5,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from ..layers.context_fit import antisymmetry_noise_variance
-from .equation_fit import data_term, fit_field
+from .equation_fit import fit_pairs
 from .forms import operator_form
 from .greens import resolve_pde
 from .recovery import as_float64
@@ -96,8 +96,6 @@ def classical_recovery(f_ctx, u_ctx, pde, noise=0.0, seed=0, nu=None, smoothing=
     level = float(np.hypot(noise, data_noise))
     rms = np.sqrt(np.mean(u.reshape(d, -1) ** 2, axis=1))
     u = u + noise * rms[:, None, None, None] * np.random.default_rng(seed).standard_normal(u.shape)
-    form = operator_form(pde, n, nu)
-    X = u.reshape(d, -1)[:, form.interior].T  # [n_int, d]
-    Y = form.load @ f.reshape(d, -1).T
     test_modes = (6 if level > EXACT_LEVEL else 0) if test_modes is None else test_modes
-    return fit_field(form, *data_term(form, X, Y, test_modes), 1e-6 + 10 * level if smoothing is None else smoothing)
+    return fit_pairs(operator_form(pde, n, nu), f.reshape(d, -1), u.reshape(d, -1), test_modes,
+                     1e-6 + 10 * level if smoothing is None else smoothing)

@@ -3,8 +3,8 @@ r"""The equation-error fit: the nodal field minimising a quadratic data term in 
 Given the normal equations :math:`(G, r)` of a data term
 :math:`\|A(\theta) X - Y\|_F^2` (:class:`~.forms.OperatorForm`), the field
 minimises :math:`\theta^\top G\theta - 2 r^\top\theta + \lambda\|\nabla_h b\|^2`
-with :math:`\theta = \theta(b)` (:func:`fit_field`). The kernel route of
-:mod:`.recovery` uses it with the kernel's eigenpairs as pairs.
+with :math:`\theta = \theta(b)` (:func:`fit_field`); :func:`fit_pairs` for load/response
+pairs: the context pairs of :mod:`.classical`, the kernel's probes or eigenpairs of :mod:`.recovery`.
 
 Why fit the nodal field directly rather than the faces first: fitting the
 face conductances by (non-negative) least squares and then the nodes to them
@@ -27,6 +27,13 @@ def data_term(form, X, Y, test_modes):
         V = sine_modes(form.n, min(test_modes, form.n - 2), form.components)
         return form.galerkin_equations(X, Y, V)
     return form.normal_equations(X @ X.T, Y @ X.T)
+
+
+def fit_pairs(form, f_rows, u_rows, test_modes, smoothing):
+    """The field of load/response pairs as rows ``[m, c*n^2]`` (physical units, full grid):
+    ``A(b) u_i = B f_i`` by :func:`data_term` and :func:`fit_field`."""
+    X = u_rows[:, form.interior].T
+    return fit_field(form, *data_term(form, X, form.load @ f_rows.T, test_modes), smoothing)
 
 
 def fit_field(form, gram, rhs, smoothing, max_iter=100, tol=1e-6):

@@ -104,7 +104,7 @@ def log_correlation(recovered, true):
     return float(np.corrcoef(np.log(np.maximum(recovered, floor)), np.log(true))[0, 1])
 
 
-def evaluate_system(predictor, tasks, system, seed=0, basis=None, noise_levels=NOISE_LEVELS, method="equation"):
+def evaluate_system(predictor, tasks, system, seed=0, basis=None, noise_levels=NOISE_LEVELS, method="probe"):
     """Kernel and recovery errors of one system, with the arrays behind them.
 
     Parameters
@@ -163,7 +163,7 @@ def evaluate_system(predictor, tasks, system, seed=0, basis=None, noise_levels=N
 
 
 def kernel_metrics(predictor, tasks, systems, n_pairs, seed=0, noise_levels=NOISE_LEVELS,
-                   span_energy=0.99, method="equation"):
+                   span_energy=0.99, method="probe"):
     r"""Kernel-vs-Green's and inverse-recovery errors of an in-context model on unseen systems.
 
     For each system, a context of ``n_pairs`` pairs (:func:`draw_context`)
