@@ -146,7 +146,7 @@ def epochs_for(settings, name):
 COLUMNS = [("model", "model"), ("params", "params"), ("id_rel_l2", "unseen rel L2"),
            ("vs_lstsq", "x lstsq"), ("ood_rel_l2", "OOD rel L2"), ("ctx_rel_l2", "context rel L2"),
            ("kernel_rel_err", "kernel err"), ("log_correlation", "field log-corr"),
-           ("epochs", "epochs"), ("train_seconds", "train s"), ("peak_mem_mb", "peak MB")]
+           ("recovery_rel_err", "field err"), ("epochs", "epochs"), ("train_seconds", "train s"), ("peak_mem_mb", "peak MB")]
 
 
 def machine_description(device):
