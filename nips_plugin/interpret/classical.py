@@ -14,6 +14,11 @@ from .recovery import as_float64
 #: alone leaves about 1e-7, and the strong form amplifies noise by about h^-2
 EXACT_LEVEL = 1e-4
 
+#: a fit to noisy pairs: sine test modes per axis (the weak form), and roughness penalty per
+#: unit of relative noise
+NOISY_TEST_MODES = 6
+NOISE_PENALTY = 10
+
 
 @threadpool_limits.wrap(limits=1, user_api="blas")
 def classical_recovery(f_ctx, u_ctx, pde, noise=0.0, seed=0, nu=None, smoothing=None, test_modes=None,
@@ -96,6 +101,6 @@ def classical_recovery(f_ctx, u_ctx, pde, noise=0.0, seed=0, nu=None, smoothing=
     level = float(np.hypot(noise, data_noise))
     rms = np.sqrt(np.mean(u.reshape(d, -1) ** 2, axis=1))
     u = u + noise * rms[:, None, None, None] * np.random.default_rng(seed).standard_normal(u.shape)
-    test_modes = (6 if level > EXACT_LEVEL else 0) if test_modes is None else test_modes
+    test_modes = (NOISY_TEST_MODES if level > EXACT_LEVEL else 0) if test_modes is None else test_modes
     return fit_pairs(operator_form(pde, n, nu), f.reshape(d, -1), u.reshape(d, -1), test_modes,
-                     1e-6 + 10 * level if smoothing is None else smoothing)
+                     1e-6 + NOISE_PENALTY * level if smoothing is None else smoothing)

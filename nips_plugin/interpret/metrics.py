@@ -3,7 +3,7 @@ r"""Kernel-vs-Green's and recovery numbers of a predictor on unseen systems."""
 import numpy as np
 from scipy.linalg import eigh
 
-from .classical import EXACT_LEVEL, classical_recovery
+from .classical import EXACT_LEVEL, NOISE_PENALTY, NOISY_TEST_MODES, classical_recovery
 from .greens import PDES, greens_operator, resolve_pde
 from .recovery import as_float64, recover_field
 
@@ -149,8 +149,8 @@ def evaluate_system(predictor, tasks, system, seed=0, basis=None, noise_levels=N
     # a kernel learned from noisy data is regularised like the classical fit of such data:
     # weak form, penalty ten times its misfit
     noisy = data_noise > EXACT_LEVEL
-    smoothing = 1e-6 + (10 if noisy else 1) * (misfit(f, u) if held_out is None else held_out)
-    recovered = recover_field(M, true.shape, pde, nu, method, 1e-6, smoothing, 6 if noisy else 0)
+    smoothing = 1e-6 + (NOISE_PENALTY if noisy else 1) * (misfit(f, u) if held_out is None else held_out)
+    recovered = recover_field(M, true.shape, pde, nu, method, 1e-6, smoothing, NOISY_TEST_MODES if noisy else 0)
     classical = {s: classical_recovery(f, u, pde, s, seed, nu, data_noise=data_noise) for s in noise_levels}
     inner = (slice(1, -1),) * 2
     out = {"system": int(system), "context_misfit": misfit(f, u), "held_out_misfit": held_out,

@@ -38,16 +38,17 @@ def as_float64(name, a):
 PROBE_MODES = 8
 
 
-def probe_loads(probes, n, c):
-    """Probe loads as rows ``[m, c*n^2]`` (zero on the boundary): the ``probes`` x ``probes``
-    smoothest sine modes per component, or the given loads ``[m, c, n, n]``."""
+def probe_loads(probes, form):
+    """Probe loads as full-grid rows ``[m, c*n^2]`` (zero on the boundary): the ``probes`` x
+    ``probes`` smoothest sine modes per component, or the given loads ``[m, c, n, n]``."""
+    n, c = form.n, form.components
     if isinstance(probes, (int, np.integer)) and not isinstance(probes, bool):
         if probes < 1:
             raise ValueError(f"probes must be a positive number of sine modes or loads [m, {c}, {n}, {n}], got {probes}")
-        modes = sine_modes(n, min(int(probes), n - 2), c).T          # [m, c*(n-2)^2]
-        rows = np.zeros((len(modes), c, n, n))
-        rows[:, :, 1:-1, 1:-1] = modes.reshape(len(modes), c, n - 2, n - 2)
-        return rows.reshape(len(rows), -1)
+        modes = sine_modes(n, min(int(probes), n - 2), c).T          # [m, c*(n-2)^2], interior dofs
+        rows = np.zeros((len(modes), c * n * n))
+        rows[:, form.interior] = modes
+        return rows
     loads = as_float64("probes", probes)
     if loads.ndim != 4 or loads.shape[1:] != (c, n, n):
         raise ValueError(f"probe loads must be [m, {c}, {n}, {n}], got {loads.shape}")
@@ -71,7 +72,7 @@ def recover_field(kernel, grid_shape, pde, nu, method, rcond, smoothing, test_mo
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     form = operator_form(pde, n, nu)
     if method == "probe":
-        loads = probe_loads(probes, n, c)
+        loads = probe_loads(probes, form)
         return fit_pairs(form, loads, loads @ kernel.T, test_modes, smoothing)
     inner = form.interior
     # H ~ A^{-1}, symmetrised: the kernel on the interior; elasticity's G = K^{-1} L also

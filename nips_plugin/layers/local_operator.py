@@ -143,11 +143,11 @@ class LocalOperatorFit:
         # the load side as differences to the centre: its row sum is fixed to 1 (a consistent load
         # averages f), not its centre, which smooth loads on fine grids let degenerate (A -> 0 with
         # a load stencil that annihilates smooth f)
-        loads = ([[_at(f[:, j], self.offsets[0]) - _at(f[:, j], o) for o in self.offsets[1:]] for j in range(c)]
-                 if load_stencil else None)
+        centre = [_at(f[:, j], self.offsets[0]) for j in range(c)]
+        loads = [[centre[j] - _at(f[:, j], o) for o in self.offsets[1:]] for j in range(c)] if load_stencil else None
         X = torch.stack([torch.from_numpy(np.stack(cols + (loads[j] if load_stencil else []), -1).reshape(d, n_int, -1))
                          for j in range(c)]).transpose(1, 2)      # [c, N_int, d, p]
-        y = torch.from_numpy(np.stack([_at(f[:, j], self.offsets[0]).reshape(d, n_int) for j in range(c)])).mT
+        y = torch.from_numpy(np.stack([centre[j].reshape(d, n_int) for j in range(c)])).mT
         coef = _node_least_squares(X, y).numpy()                  # [c, N_int, p]
         rows = np.arange(c * n_int).reshape(c, n_int)              # unknowns: component-major, interior nodes
         a_rows, a_cols, a_vals = [], [], []

@@ -69,6 +69,7 @@ def test_load_stencil_does_not_degenerate_on_fine_grids():
     pred = LocalOperatorFit(f[:30], u[:30], "box+load").apply(f[30:].reshape(4, -1))
     assert relative(pred, u[30:].reshape(4, -1)) < 0.01
 
+
 def test_non_symmetric_operator():
     """Diffusion plus central advection: a non-symmetric 5-point operator, recovered by the star."""
     n, d = 11, 12
