@@ -61,8 +61,9 @@ QUADRATIC_MAX_POINTS = 2000
 #: local operator): in-context least squares, its symmetric completion, (``lstsq_laplace``) the
 #: enhanced in-context models before training: the data's fit (symmetric where measured so) plus
 #: the context-scaled inverse Dirichlet Laplacian on the rest, and (``lstsq_local``, only where the
-#: training data choose a local operator, :func:`~nips_plugin.training.zoo.resolve_local_operator`)
-#: the same with each context's fitted local operator in its place
+#: training data choose a local operator, :func:`~nips_plugin.training.zoo.resolve_local_operator`,
+#: the output-error fit of noisy data included) the same with each context's fitted local
+#: operator in its place
 #: (:class:`~nips_plugin.interpret.LeastSquaresPredictor`)
 BASELINES = {"lstsq": ("least_squares", False, False), "lstsq_sym": ("symmetric", False, False),
              "lstsq_laplace": (None, True, False), "lstsq_local": (None, True, True)}
@@ -435,7 +436,7 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
     # JSON has no infinity: None where symmetry has no meaning (c_f != c_u)
     results_extra = {"response_asymmetry": asymmetry if math.isfinite(asymmetry) else None}
     symmetric = asymmetry < SYMMETRY_TOLERANCE
-    local_operator = resolve_local_operator("auto", tasks, settings["n_pairs"])
+    local_operator = resolve_local_operator("auto", tasks, settings["n_pairs"], output_error=True)
     results_extra["local_operator"] = local_operator
     baselines = (["lstsq"] + (["lstsq_sym"] if symmetric else []) + ["lstsq_laplace"]
                  + (["lstsq_local"] if local_operator else []))

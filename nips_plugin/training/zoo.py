@@ -65,7 +65,7 @@ def resolve_context_fit(value, tasks=None):
 LOCAL_OPERATOR_PROBES = 4
 
 
-def resolve_local_operator(value, tasks=None, n_pairs=None):
+def resolve_local_operator(value, tasks=None, n_pairs=None, output_error=False):
     """``"auto"``: the local operator (:mod:`nips_plugin.layers.local_operator`) that predicts
     held-out pairs of the training data best, if it does so better than the enhanced models'
     starting point without it.
@@ -76,33 +76,37 @@ def resolve_local_operator(value, tasks=None, n_pairs=None):
     inverse Laplacian) on the same folds. The most frequent choice wins when the local
     operators' median error is below the baseline's, otherwise None (no local operator):
     noisy responses, non-local operators, responses not zero on the boundary, grids other
-    than node grids of a box. Other values unchanged; None without tasks or ``n_pairs``.
+    than node grids of a box. With ``output_error``, where no equation-error fit wins, the
+    star refined by its output error (``"star/output"``, for noisy responses) is tried the
+    same way: about a second per 21x21 context, too slow to refit every training context,
+    so the models' ``"auto"`` leaves it out. Other values
+    unchanged; None without tasks or ``n_pairs``.
     """
     if value != "auto":
         return value
     if tasks is None or n_pairs is None or tasks.f.shape[2] != tasks.u.shape[2]:
         return None
     from ..interpret import LeastSquaresPredictor
-    from ..layers.local_operator import context_cv_error, select_local_operator
+    from ..layers.local_operator import (LOCAL_OPERATORS, OUTPUT_ERROR_OPERATORS, context_cv_error,
+                                         select_local_operator)
     systems = tasks.indices("train")
     systems = (systems if len(systems) else np.arange(tasks.n_systems))[:LOCAL_OPERATOR_PROBES]
     mode = resolve_context_fit("auto", tasks)
     c, n_dim = tasks.f.shape[2], len(tasks.grid_shape)
+    contexts = [tuple(np.asarray(a[s, :n_pairs], np.float64) for a in (tasks.f, tasks.u)) for s in systems]
 
     def laplace(f, u, q):
         return LeastSquaresPredictor(len(f), c, c, n_dim, mode, shared_operator_modes=12).predict(f, u, q)
-    choices, local, base = [], [], []
-    for s in systems:
-        f, u = (np.asarray(a[s, :n_pairs], np.float64) for a in (tasks.f, tasks.u))
-        fit, error = select_local_operator(f, u)
-        if fit is None:
-            return None
-        choices.append(fit.operator)
-        local.append(error)
-        base.append(context_cv_error(f, u, laplace))
-    if np.median(local) >= np.median(base):
-        return None
-    return max(set(choices), key=choices.count)
+    base = None
+    for candidates in [LOCAL_OPERATORS] + ([OUTPUT_ERROR_OPERATORS[:1]] if output_error else []):
+        fits = [select_local_operator(f, u, candidates=candidates) for f, u in contexts]
+        if any(fit is None for fit, _ in fits):
+            continue
+        base = np.median([context_cv_error(f, u, laplace) for f, u in contexts]) if base is None else base
+        if np.median([e for _, e in fits]) < base:
+            choices = [fit.operator for fit, _ in fits]
+            return max(set(choices), key=choices.count)
+    return None
 
 
 #: the in-context models' mode options, and how many nodes of an axis its functions cannot
