@@ -190,15 +190,18 @@ def test_error(model, processor, loader):
 
 
 @torch.no_grad()
-def predictor_error(predictor, loader, layout):
+def predictor_error(predictor, loader, layout, on_context=False):
     """Mean relative L2 error per query function of a no-learning predictor over a loader's
-    batches, physical units, float64."""
+    batches, physical units, float64; ``on_context``: of its reconstruction of the context's
+    own responses instead (the papers' metric, :func:`context_reconstruction_error`)."""
     d, cf, cu = layout.n_pairs, layout.in_components, layout.out_components
     metric = QueryRelL2Loss(out_components=cu)
     errors = []
     for batch in loader:
-        pred = predictor.predict(*unpack_context(batch["x"].double(), d, cf, cu))
-        errors.append(metric.per_function(pred.reshape(batch["y"].shape), batch["y"].double()))
+        f, u, f_query = unpack_context(batch["x"].double(), d, cf, cu)
+        target = u if on_context else batch["y"].double()
+        pred = predictor.predict(f, u, f if on_context else f_query)
+        errors.append(metric.per_function(pred.reshape(target.shape), target))
     return torch.cat(errors).mean().item()
 
 
@@ -477,7 +480,8 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
         rows.append({"model": name, "params": 0,
                      **{f"{split}_rel_l2": _evaluate(name, runs[name], loader, processor.layout)
                         for split, loader in loaders.items()},
-                     "ctx_rel_l2": 0.0, "epochs": 0})
+                     "ctx_rel_l2": predictor_error(runs[name], loaders["id"], processor.layout, on_context=True),
+                     "epochs": 0})
     if clean_tasks is not None:
         _, clean_loaders, _ = load_incontext(clean_tasks, settings["n_pairs"], settings["n_queries"],
                                              batch_size=settings["batch_size"], seed=seed,

@@ -16,7 +16,7 @@ import torch
 from ..data.loaders import InContextDataProcessor
 from ..layers.context import pack_context, unpack_responses
 from ..layers.context_fit import ContextFit
-from ..layers.local_operator import local_operator_prior
+from ..layers.local_operator import local_operator_prior, parse_local_operator
 from ..layers.sine_operator import SineSeriesOperator
 from ..models.incontext import InContextOperator
 from ..training.run import load_run
@@ -245,6 +245,9 @@ class LeastSquaresPredictor(InContextPredictor):
         Apply instead, where it applies, each context's fitted local operator
         (:func:`~nips_plugin.layers.local_operator.local_operator_prior`; one of
         ``LOCAL_OPERATORS``): the enhanced models' prior with ``local_operator`` set.
+        One of ``OUTPUT_ERROR_OPERATORS`` (noisy responses) is the context's fit itself:
+        where it applies it predicts the whole query, since the exact fit on the span
+        would pass the context's noise on.
     """
 
     # plain attributes in place of the base class's properties, which read the model
@@ -266,10 +269,21 @@ class LeastSquaresPredictor(InContextPredictor):
             S = SineSeriesOperator(self.in_components, self.out_components,
                                    grid_modes(self.shared_operator_modes, grid, offset=2)).double()
             prior = fit.operator_scale(lambda r: S(r, grid)) * S(rows, grid)
-        if self.local_operator:
+        if self.local_operator and not self._local_is_fit():
             local, used = local_operator_prior(f, u, self.local_operator, rows)
             prior = local if prior is None else torch.where(used[:, None, None], local, prior)
         return prior
+
+    def _local_is_fit(self):
+        return self.local_operator is not None and parse_local_operator(self.local_operator)[2]
+
+    def _replace_fit(self, f, u, rows, y):
+        """``y`` (from ``rows`` ``[B, m, N*c_f]``) with an output-error local operator's
+        ``G rows`` where it applies."""
+        if not self._local_is_fit():
+            return y
+        local, used = local_operator_prior(f, u, self.local_operator, rows)
+        return torch.where(used[:, None, None], local, y)
 
     def _tensor_options(self):
         return dict(dtype=torch.float64)
@@ -283,6 +297,7 @@ class LeastSquaresPredictor(InContextPredictor):
         f, u, fq, batched = self._queries(f_ctx, u_ctx, f_query)
         fit = self._fit(f, u)
         y = fit.predict(fq.flatten(2), self._prior(f, u, fit, fit.residual(fq.flatten(2)), fq.shape[3:]))
+        y = self._replace_fit(f, u, fq.flatten(2), y)
         return self._like(y.reshape(*fq.shape[:2], self.out_components, *fq.shape[3:]), f_query, batched)
 
     @torch.no_grad()
@@ -293,4 +308,5 @@ class LeastSquaresPredictor(InContextPredictor):
         eye = torch.eye(f.shape[2:].numel(), dtype=torch.float64, device=f.device)[None]
         eye = eye.expand(f.shape[0], -1, -1)
         prior = self._prior(f, u, fit, eye, f.shape[3:])     # rows for the identity's rows: M^T
-        return self._like(fit.kernel(None if prior is None else prior.mT), f_ctx, batched)
+        M = fit.kernel(None if prior is None else prior.mT)
+        return self._like(self._replace_fit(f, u, eye, M.mT).mT, f_ctx, batched)

@@ -26,7 +26,9 @@ the data (:func:`select_local_operator`): ``k``-fold cross-validation on the
 context's own pairs (fit on the others, predict the held-out responses). Data
 the relation does not hold for (noisy responses, whose stencil differences
 are mostly noise; non-local operators; responses not zero on the boundary)
-give large held-out errors, and the caller keeps its other prior.
+give large held-out errors, and the caller keeps its other prior. For noisy
+responses the same stencil refined by its output error
+(:data:`OUTPUT_ERROR_OPERATORS`, :mod:`.output_error`) is the fit to use.
 """
 
 import functools

@@ -85,7 +85,9 @@ class InContextOperator:
         else:
             self.shared_operator = None
         if local_operator is not None:
-            parse_local_operator(local_operator)
+            if parse_local_operator(local_operator)[2]:
+                raise ValueError(f"{local_operator!r}: output-error local operators take about a second per "
+                                 "context, too slow to refit every training context; use LeastSquaresPredictor")
             if context_fit == "none" or cf != cu:
                 raise ValueError("local_operator needs a context_fit and in_components == out_components")
         self.local_operator = local_operator

@@ -40,7 +40,7 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
     assert rows["nips"]["vs_lstsq"] == pytest.approx(rows["nips"]["id_rel_l2"] / np.mean(errors), rel=1e-6)
     for row in results["rows"]:
         if row["model"].startswith("lstsq"):
-            assert row["params"] == 0 and row["ctx_rel_l2"] == 0.0 and 0 < row["kernel_rel_err"] < 2
+            assert row["params"] == 0 and row["ctx_rel_l2"] < 1e-12 and 0 < row["kernel_rel_err"] < 2
             continue
         assert KEYS <= set(row)
         assert row["epochs"] == 2 and row["params"] > 0 and row["train_seconds"] > 0

@@ -84,3 +84,18 @@ def test_the_zoo_offers_the_output_error_fit_only_when_asked():
     assert resolve_local_operator("auto", noisy, 40) is None          # the models' choice
     assert resolve_local_operator("auto", noisy, 40, output_error=True) == "star/output"
     assert resolve_local_operator("auto", tasks, 40, output_error=True) == "star"   # clean: exact
+
+
+def test_least_squares_predictor_predicts_with_the_fit_not_the_noisy_span():
+    """``lstsq_local`` on noisy data: the output-error operator predicts the whole query (the
+    exact fit on the context's span would pass its noise on), and its kernel is the same map."""
+    from nips_plugin.interpret import LeastSquaresPredictor
+    d = 40
+    f, clean, noisy = noisy_darcy(0.03)
+    truth = clean[d:]
+    predictor = LeastSquaresPredictor(d, local_operator="star/output")
+    pred = predictor.predict(f[:d], noisy[:d], f[d:])
+    spanned = LeastSquaresPredictor(d, shared_operator_modes=12).predict(f[:d], noisy[:d], f[d:])
+    assert mean_relative(pred, truth) < 0.7 * 0.03 < mean_relative(spanned, truth)
+    M = predictor.kernel(f[:d], noisy[:d])
+    assert relative(f[d:].reshape(10, -1) @ M.T, pred.reshape(10, -1)) < 1e-10
