@@ -67,23 +67,31 @@ class InContextDataset(Dataset):
     length : int
         Samples per epoch.
 
+    pool : int, optional
+        Draw only this many distinct samples over the whole run, epoch after epoch
+        (for models whose cost per new context is high: the output-error local
+        operator, cached per context); None: new draws every epoch.
+
     Notes
     -----
     ``dataset[(epoch, i)]`` is sample ``i`` of epoch ``epoch`` (the keys
     :class:`EpochSampler` yields); ``dataset[i]`` is sample ``i`` of epoch 0.
+    With a ``pool``, it is distinct sample ``(epoch * length + i) mod pool``.
     """
 
-    def __init__(self, tasks, systems, n_pairs, n_queries, mode, seed, length):
+    def __init__(self, tasks, systems, n_pairs, n_queries, mode, seed, length, pool=None):
         self.tasks = tasks
         self.systems = np.asarray(systems, dtype=np.int64)
         self.n_pairs, self.n_queries = n_pairs, n_queries
-        self.mode, self.seed, self.length = mode, seed, length
+        self.mode, self.seed, self.length, self.pool = mode, seed, length, pool
 
     def __len__(self):
         return self.length
 
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
+        if self.pool:
+            epoch, index = 0, (epoch * self.length + index) % self.pool
         system = int(self.systems[index % len(self.systems)])
         return self.sample(system, _rng(self.seed, _TRAIN_STREAM, epoch, index))
 

@@ -439,7 +439,7 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
     # JSON has no infinity: None where symmetry has no meaning (c_f != c_u)
     results_extra = {"response_asymmetry": asymmetry if math.isfinite(asymmetry) else None}
     symmetric = asymmetry < SYMMETRY_TOLERANCE
-    local_operator = resolve_local_operator("auto", tasks, settings["n_pairs"], output_error=True)
+    local_operator = resolve_local_operator("auto", tasks, settings["n_pairs"])
     results_extra["local_operator"] = local_operator
     baselines = (["lstsq"] + (["lstsq_sym"] if symmetric else []) + ["lstsq_laplace"]
                  + (["lstsq_local"] if local_operator else []))

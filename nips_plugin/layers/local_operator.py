@@ -31,7 +31,8 @@ responses the same stencil refined by its output error
 (:data:`OUTPUT_ERROR_OPERATORS`, :mod:`.output_error`) is the fit to use.
 """
 
-import functools
+import collections
+import hashlib
 import itertools
 import math
 
@@ -290,19 +291,29 @@ def select_local_operator(f_ctx, u_ctx, n_folds=5, candidates=LOCAL_OPERATORS):
 
 
 #: contexts whose fits :func:`local_operator_prior` keeps: evaluation asks for the same test
-#: contexts again and again (every epoch, every split, clean and noisy targets)
-FIT_CACHE_SIZE = 128
+#: contexts again and again (every epoch, every split, clean and noisy targets), and a
+#: training pool (:class:`~nips_plugin.data.loaders.InContextDataset`) for the same ones
+FIT_CACHE_SIZE = 512
+
+_fits = collections.OrderedDict()
 
 
-@functools.lru_cache(maxsize=FIT_CACHE_SIZE)
-def _cached_fit(operator, shape, f_bytes, u_bytes):
-    """:class:`LocalOperatorFit` of the context given as float64 bytes; None where its
-    output-error refinement finds every start singular."""
-    f, u = (np.frombuffer(b, np.float64).reshape(shape) for b in (f_bytes, u_bytes))
+def _cached_fit(operator, f, u):
+    """:class:`LocalOperatorFit` of the context ``f, u`` (float64), kept by a digest of its
+    values (least recently used dropped first); None where its output-error refinement finds
+    every start singular."""
+    key = (operator, f.shape, hashlib.sha1(f.tobytes()).hexdigest(), hashlib.sha1(u.tobytes()).hexdigest())
+    if key in _fits:
+        _fits.move_to_end(key)
+        return _fits[key]
     try:
-        return LocalOperatorFit(f, u, operator)
+        fit = LocalOperatorFit(f, u, operator)
     except RuntimeError:
-        return None
+        fit = None
+    _fits[key] = fit
+    if len(_fits) > FIT_CACHE_SIZE:
+        _fits.popitem(last=False)
+    return fit
 
 
 @torch.no_grad()
@@ -330,7 +341,7 @@ def local_operator_prior(f_ctx, u_ctx, operator, rows):
         f, u = (t[b].detach().cpu().double().numpy() for t in (f_ctx, u_ctx))
         if not zero_on_boundary(u, noisy):
             continue
-        fit = _cached_fit(operator, f.shape, f.tobytes(), u.tobytes())
+        fit = _cached_fit(operator, f, u)
         if fit is None:
             continue
         try:

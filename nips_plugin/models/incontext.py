@@ -85,9 +85,7 @@ class InContextOperator:
         else:
             self.shared_operator = None
         if local_operator is not None:
-            if parse_local_operator(local_operator)[2]:
-                raise ValueError(f"{local_operator!r}: output-error local operators take about a second per "
-                                 "context, too slow to refit every training context; use LeastSquaresPredictor")
+            parse_local_operator(local_operator)
             if context_fit == "none" or cf != cu:
                 raise ValueError("local_operator needs a context_fit and in_components == out_components")
         self.local_operator = local_operator
@@ -192,13 +190,14 @@ class InContextOperator:
         queries, key_tokens, f, grid, fit = self._kernel_factors(x)
         scale = quadrature_weight(grid, self.coord_range) / math.sqrt(self.qk_channels)
         values = f if fit is None else fit.residual(f)
-        u = nonlocal_attention(queries, key_tokens, values, self.kernel_key, scale, self.attention)
-        u = self._map_output(u.mT, grid)
+        u = learned = self._map_output(
+            nonlocal_attention(queries, key_tokens, values, self.kernel_key, scale, self.attention).mT, grid)
         prior = self._prior(x, fit, values, grid)
         if prior is not None:
             u = u + prior
         if fit is not None:
             u = fit.predict(f, u)
+        u = self._output_error_fit(x, f, learned, u)
         return u.reshape(u.shape[0], -1, *grid)
 
     def extract_kernel(self, x):
@@ -224,9 +223,13 @@ class InContextOperator:
         # the priors' matrices: their rows for the identity's rows are the transposes
         eye = torch.eye(M.shape[2], dtype=M.dtype, device=M.device)[None].expand(M.shape[0], -1, -1)
         prior = self._prior(x, fit, eye, grid)
+        learned = M
         if prior is not None:
             M = M + prior.mT
-        return M if fit is None else fit.kernel(M)
+        M = M if fit is None else fit.kernel(M)
+        if fit is not None:  # the learned kernel's rows for the identity's rows: (I - P) K^T
+            M = self._output_error_fit(x, eye, fit.residual(eye) @ learned.mT, M.mT).mT
+        return M
 
     def _prior(self, x, fit, rows, grid):
         """The parameter-light operators added to the learned kernel, applied to ``rows``
@@ -237,8 +240,19 @@ class InContextOperator:
         prior = None
         if self.shared_operator is not None:
             prior = fit.operator_scale(lambda r: self.shared_operator(r, grid)) * self.shared_operator(rows, grid)
-        if self.local_operator is not None:
+        if self.local_operator is not None and not parse_local_operator(self.local_operator)[2]:
             f_ctx, u_ctx, _, _ = self._read(x)
             local, used = local_operator_prior(f_ctx, u_ctx, self.local_operator, rows)
             prior = local if prior is None else torch.where(used[:, None, None], local, prior)
         return prior
+
+    def _output_error_fit(self, x, f, learned, u):
+        """``u`` (the prediction for inputs ``f`` ``[B, m, N*c_f]``) where no output-error
+        local operator applies; where one does, it is the context's fit: ``G f`` plus the
+        learned part (``learned``, the kernel on the residual), without the exact fit on the
+        span, which would pass the context's noise on."""
+        if self.local_operator is None or not parse_local_operator(self.local_operator)[2]:
+            return u
+        f_ctx, u_ctx, _, _ = self._read(x)
+        local, used = local_operator_prior(f_ctx, u_ctx, self.local_operator, f)
+        return torch.where(used[:, None, None], local + learned, u)

@@ -23,6 +23,7 @@ from zencfg.bunch import Bunch
 from ..data.families import make_darcy_tasks, make_elasticity_tasks
 from ..data.loaders import InContextDataProcessor, load_incontext
 from ..data.tasks import TaskSet, load_tasks
+from ..layers.local_operator import parse_local_operator
 from .trainer import fit, is_main_process, write_json
 from .zoo import model_config, optimizer_defaults
 
@@ -88,6 +89,12 @@ def check_sampling(tasks, n_pairs, n_queries):
                         f"systems have only {tasks.n_pairs} pairs each")
 
 
+#: distinct training draws per training system for a model with an output-error local
+#: operator (:data:`~nips_plugin.layers.local_operator.OUTPUT_ERROR_OPERATORS`): its fit costs
+#: about a second per new 21x21 context, so the epochs cycle through this pool (fitted once)
+OUTPUT_ERROR_POOL = 4
+
+
 def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
               n_test_samples_per_system=4, draws_per_system=0, epochs=30, device="cpu", seed=0, lr=0.0,
               weight_decay=-1.0, model_overrides=None, resume=False, mixed_precision=False,
@@ -119,12 +126,14 @@ def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
     n_dim = len(tasks.grid_shape)
     cfg = model_config(model_name, processor.layout, n_dim, n_hidden=processor.n_hidden, tasks=tasks,
                        **(model_overrides or {}))
+    if cfg.get("local_operator") and parse_local_operator(cfg["local_operator"])[2]:
+        train_loader.dataset.pool = OUTPUT_ERROR_POOL * len(tasks.indices("train"))
     opt = optimizer_defaults(model_name)
     opt = {"lr": lr if lr > 0 else opt["lr"],
            "weight_decay": weight_decay if weight_decay >= 0 else opt["weight_decay"]}
     config = {"name": model_name, "model": dict(cfg), "optimizer": opt, "epochs": epochs, "seed": seed,
               "data": {"n_pairs": n_pairs, "n_queries": n_queries, "batch_size": batch_size,
-                       "draws_per_system": draws_per_system,
+                       "draws_per_system": draws_per_system, "pool": train_loader.dataset.pool,
                        "mode": mode, "grid_shape": list(tasks.grid_shape),
                        "n_test_samples_per_system": n_test_samples_per_system,
                        "attrs": {k: v for k, v in tasks.attrs.items()},

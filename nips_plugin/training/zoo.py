@@ -65,7 +65,7 @@ def resolve_context_fit(value, tasks=None):
 LOCAL_OPERATOR_PROBES = 4
 
 
-def resolve_local_operator(value, tasks=None, n_pairs=None, output_error=False):
+def resolve_local_operator(value, tasks=None, n_pairs=None):
     """``"auto"``: the local operator (:mod:`nips_plugin.layers.local_operator`) that predicts
     held-out pairs of the training data best, if it does so better than the enhanced models'
     starting point without it.
@@ -76,10 +76,10 @@ def resolve_local_operator(value, tasks=None, n_pairs=None, output_error=False):
     inverse Laplacian) on the same folds. The most frequent choice wins when the local
     operators' median error is below the baseline's, otherwise None (no local operator):
     noisy responses, non-local operators, responses not zero on the boundary, grids other
-    than node grids of a box. With ``output_error``, where no equation-error fit wins, the
-    star refined by its output error (``"star/output"``, for noisy responses) is tried the
-    same way: about a second per 21x21 context, too slow to refit every training context,
-    so the models' ``"auto"`` leaves it out. Other values
+    than node grids of a box. Where no equation-error fit wins, the star refined by its
+    output error (``"star/output"``, for noisy responses) is tried the same way: about a
+    second per 21x21 context, so a model using it trains on a pool of contexts
+    (:data:`~nips_plugin.training.run.OUTPUT_ERROR_POOL`). Other values
     unchanged; None without tasks or ``n_pairs``.
     """
     if value != "auto":
@@ -98,7 +98,7 @@ def resolve_local_operator(value, tasks=None, n_pairs=None, output_error=False):
     def laplace(f, u, q):
         return LeastSquaresPredictor(len(f), c, c, n_dim, mode, shared_operator_modes=12).predict(f, u, q)
     base = None
-    for candidates in [LOCAL_OPERATORS] + ([OUTPUT_ERROR_OPERATORS[:1]] if output_error else []):
+    for candidates in (LOCAL_OPERATORS, OUTPUT_ERROR_OPERATORS[:1]):
         fits = [select_local_operator(f, u, candidates=candidates) for f, u in contexts]
         if any(fit is None for fit, _ in fits):
             continue

@@ -120,6 +120,19 @@ def test_determinism_and_fresh_draws_every_epoch():
     assert all(torch.equal(a, b) for a, b in zip(_epochs(workers, 1)[0], e1[1]))
 
 
+def test_a_pool_cycles_through_the_same_distinct_draws():
+    tasks = make_tasks()
+    train, _, _ = load_incontext(tasks, n_pairs=3, n_queries=2, batch_size=4, n_train_samples_per_epoch=6)
+    train.dataset.pool = 4
+    keys = [(epoch, i) for epoch in range(3) for i in range(6)]
+    samples = [train.dataset[k]["x"] for k in keys]
+    distinct = {tuple(x.flatten().tolist()) for x in samples}
+    assert len(distinct) == 4
+    assert torch.equal(samples[4], samples[0]) and torch.equal(samples[6 + 1], samples[3])  # 4 -> 0, 7 -> 3
+    train.dataset.pool = None
+    assert len({tuple(train.dataset[k]["x"].flatten().tolist()) for k in keys}) == 18
+
+
 def test_normalisation_scale_only_on_training_systems():
     tasks, d, q = make_tasks(c_f=2, c_u=2), 2, 1
     train, tests, proc = load_incontext(tasks, d, q, batch_size=8, n_train_samples_per_epoch=800)

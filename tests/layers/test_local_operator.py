@@ -126,11 +126,14 @@ def test_what_it_refuses():
     assert relative(prior[0].numpy(), u.reshape(12, -1)[:3]) < 1e-4      # the context's own responses
 
 
-def test_noisy_task_set_is_refused_by_the_zoo():
-    """``local_operator="auto"`` on Darcy tasks: the star when clean, none with 1% noise."""
+def test_the_zoo_on_clean_and_noisy_tasks():
+    """``local_operator="auto"`` on Darcy tasks: the star when clean; with 1% noise its equation
+    error is refused and the output-error fit chosen; with 10%, 8 pairs are too few for that
+    too (it loses to the context-scaled Laplacian)."""
     from nips_plugin.training.run import load_data
     from nips_plugin.training.zoo import resolve_local_operator
     tasks = load_data("tiny", progress=False)
     assert resolve_local_operator("auto", tasks, 8) == "star"   # 8 pairs: only the star fits
-    assert resolve_local_operator("auto", add_response_noise(tasks, 0.01), 8) is None
+    assert resolve_local_operator("auto", add_response_noise(tasks, 0.01), 8) == "star/output"
+    assert resolve_local_operator("auto", add_response_noise(tasks, 0.1), 8) is None
     assert resolve_local_operator("box", tasks, 8) == "box"

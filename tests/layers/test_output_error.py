@@ -74,16 +74,14 @@ def test_selection_keeps_the_output_error_fit_for_noisy_responses():
     assert 0.03 < cv < 0.05          # held-out noisy responses: the noise plus the fit's error
 
 
-def test_the_zoo_offers_the_output_error_fit_only_when_asked():
+def test_the_zoo_chooses_the_output_error_fit_for_noisy_data():
     from nips_plugin.data.tasks import TaskSet
     from nips_plugin.training.zoo import resolve_local_operator
     systems = [noisy_darcy(0.0, n=13, seed=seed) for seed in range(4)]
     tasks = TaskSet(np.stack([f for f, _, _ in systems]), np.stack([u for _, u, _ in systems]),
                     split=["train"] * 4)
-    noisy = add_response_noise(tasks, 0.03)
-    assert resolve_local_operator("auto", noisy, 40) is None          # the models' choice
-    assert resolve_local_operator("auto", noisy, 40, output_error=True) == "star/output"
-    assert resolve_local_operator("auto", tasks, 40, output_error=True) == "star"   # clean: exact
+    assert resolve_local_operator("auto", add_response_noise(tasks, 0.03), 40) == "star/output"
+    assert resolve_local_operator("auto", tasks, 40) == "star"   # clean: the exact equation-error fit
 
 
 def test_least_squares_predictor_predicts_with_the_fit_not_the_noisy_span():
@@ -99,3 +97,30 @@ def test_least_squares_predictor_predicts_with_the_fit_not_the_noisy_span():
     assert mean_relative(pred, truth) < 0.7 * 0.03 < mean_relative(spanned, truth)
     M = predictor.kernel(f[:d], noisy[:d])
     assert relative(f[d:].reshape(10, -1) @ M.T, pred.reshape(10, -1)) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["nips", "linear_nao"])
+def test_model_with_the_output_error_prior(name):
+    """An in-context model with ``local_operator="star/output"`` predicts ``G f`` plus its learned
+    part on noisy contexts (no exact span fit): u = M f, and with the learned part silenced it
+    is the no-learning predictor's output."""
+    import torch
+    from nips_plugin.interpret import LeastSquaresPredictor
+    from nips_plugin.layers.context import pack_context
+    from nips_plugin.models import NIPS, LinearNAO
+    d, q = 40, 10
+    f, _, noisy = noisy_darcy(0.03)
+    cls = NIPS if name == "nips" else LinearNAO
+    extra = {"n_modes": (4, 4)} if cls is NIPS else {"n_dim": 2, "input_modes": 4}
+    model = cls(in_channels=2 * d + q, out_channels=q, n_pairs=d, n_layers=1, n_heads=1, qk_channels=4,
+                context_fit="least_squares", local_operator="star/output", **extra).double()
+    x = pack_context(*(torch.tensor(a[None]) for a in (f[:d], noisy[:d], f[d:])))
+    with torch.no_grad():
+        out = model(x)
+        M = model.extract_kernel(x)
+        torch.testing.assert_close(torch.einsum("bij,bmj->bmi", M, x[:, 2 * d:].flatten(2)).reshape(out.shape),
+                                   out, rtol=1e-6, atol=1e-9 * out.abs().max())
+        for p in model.kernel_key.parameters():
+            p.zero_()
+        expected = LeastSquaresPredictor(d, local_operator="star/output").predict(f[:d], noisy[:d], f[d:])
+        assert relative(model(x)[0].numpy(), expected[:, 0]) < 1e-8
