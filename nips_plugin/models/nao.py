@@ -107,7 +107,11 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         It replaces the shared operator's term for the contexts it applies to
         (responses zero on the boundary, a non-singular fit). Parameter-free, computed in
         float64 on the CPU per context (one sparse factorisation); needs a
-        ``context_fit`` and ``c_f = c_u``. The zoo's ``"auto"`` chooses it from the
+        ``context_fit`` and ``c_f = c_u``. One of ``OUTPUT_ERROR_OPERATORS``
+        (``"star/output"``: noisy responses) is the context's fit itself: where it
+        applies the prediction is its ``G f`` plus the learned kernel on the residual,
+        without the exact fit on the span (which would pass the noise on); about a
+        second per new 21x21 context, cached. The zoo's ``"auto"`` chooses it from the
         training data (:func:`nips_plugin.training.zoo.resolve_local_operator`).
     checkpoint_layers : bool, default False
         As for :class:`~nips_plugin.NIPS` (each layer then keeps no ``T x T`` attention).
