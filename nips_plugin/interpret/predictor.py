@@ -16,7 +16,7 @@ import torch
 from ..data.loaders import InContextDataProcessor
 from ..layers.context import pack_context, unpack_responses
 from ..layers.context_fit import ContextFit
-from ..layers.local_operator import local_operator_prior, parse_local_operator
+from ..layers.local_operator import is_output_error, local_operator_prior, output_error_prediction
 from ..layers.sine_operator import SineSeriesOperator
 from ..models.incontext import InContextOperator
 from ..training.run import load_run
@@ -269,21 +269,10 @@ class LeastSquaresPredictor(InContextPredictor):
             S = SineSeriesOperator(self.in_components, self.out_components,
                                    grid_modes(self.shared_operator_modes, grid, offset=2)).double()
             prior = fit.operator_scale(lambda r: S(r, grid)) * S(rows, grid)
-        if self.local_operator and not self._local_is_fit():
+        if self.local_operator and not is_output_error(self.local_operator):
             local, used = local_operator_prior(f, u, self.local_operator, rows)
             prior = local if prior is None else torch.where(used[:, None, None], local, prior)
         return prior
-
-    def _local_is_fit(self):
-        return self.local_operator is not None and parse_local_operator(self.local_operator)[2]
-
-    def _replace_fit(self, f, u, rows, y):
-        """``y`` (from ``rows`` ``[B, m, N*c_f]``) with an output-error local operator's
-        ``G rows`` where it applies."""
-        if not self._local_is_fit():
-            return y
-        local, used = local_operator_prior(f, u, self.local_operator, rows)
-        return torch.where(used[:, None, None], local, y)
 
     def _tensor_options(self):
         return dict(dtype=torch.float64)
@@ -297,7 +286,7 @@ class LeastSquaresPredictor(InContextPredictor):
         f, u, fq, batched = self._queries(f_ctx, u_ctx, f_query)
         fit = self._fit(f, u)
         y = fit.predict(fq.flatten(2), self._prior(f, u, fit, fit.residual(fq.flatten(2)), fq.shape[3:]))
-        y = self._replace_fit(f, u, fq.flatten(2), y)
+        y = output_error_prediction(f, u, self.local_operator, fq.flatten(2), y)
         return self._like(y.reshape(*fq.shape[:2], self.out_components, *fq.shape[3:]), f_query, batched)
 
     @torch.no_grad()
@@ -309,4 +298,4 @@ class LeastSquaresPredictor(InContextPredictor):
         eye = eye.expand(f.shape[0], -1, -1)
         prior = self._prior(f, u, fit, eye, f.shape[3:])     # rows for the identity's rows: M^T
         M = fit.kernel(None if prior is None else prior.mT)
-        return self._like(self._replace_fit(f, u, eye, M.mT).mT, f_ctx, batched)
+        return self._like(output_error_prediction(f, u, self.local_operator, eye, M.mT).mT, f_ctx, batched)

@@ -74,6 +74,11 @@ def parse_local_operator(name):
     return stencil, bool(load), bool(output)
 
 
+def is_output_error(name):
+    """Whether local operator ``name`` (None: none) is refined by its output error."""
+    return name is not None and parse_local_operator(name)[2]
+
+
 def n_unknowns(name, n_dim, components):
     """Unknowns per node and component of local operator ``name``: ``c |S|`` (``+ |S| - 1``)."""
     stencil, load, _ = parse_local_operator(name)
@@ -274,7 +279,7 @@ def select_local_operator(f_ctx, u_ctx, n_folds=5, candidates=LOCAL_OPERATORS):
     d, c = f.shape[:2]
     best, best_error = None, math.inf
     for name in candidates:
-        if not zero_on_boundary(u, noisy=parse_local_operator(name)[2]):
+        if not zero_on_boundary(u, noisy=is_output_error(name)):
             continue
         # more, smaller folds where n_folds would leave a node's fit underdetermined
         unknowns = n_unknowns(name, f.ndim - 2, c)
@@ -336,7 +341,7 @@ def local_operator_prior(f_ctx, u_ctx, operator, rows):
         singular or gives non-finite values: the caller's other prior applies there.
     """
     prior, used = torch.zeros_like(rows), torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
-    noisy = parse_local_operator(operator)[2]
+    noisy = is_output_error(operator)
     for b in range(len(rows)):
         f, u = (t[b].detach().cpu().double().numpy() for t in (f_ctx, u_ctx))
         if not zero_on_boundary(u, noisy):
@@ -351,3 +356,14 @@ def local_operator_prior(f_ctx, u_ctx, operator, rows):
         if np.all(np.isfinite(out)):
             prior[b], used[b] = torch.from_numpy(out).to(rows), True
     return prior, used
+
+
+def output_error_prediction(f_ctx, u_ctx, operator, rows, y, learned=None):
+    """``y``, the predictions for ``rows`` ``[B, m, c*N]``, where no output-error local operator
+    applies (or ``operator`` is none); where one does, it is the context's fit itself: ``G rows``
+    plus ``learned`` (a learned kernel on the residual, if any), without the exact fit on the
+    context's span, which would pass its noise on."""
+    if not is_output_error(operator):
+        return y
+    local, used = local_operator_prior(f_ctx, u_ctx, operator, rows)
+    return torch.where(used[:, None, None], local if learned is None else local + learned, y)

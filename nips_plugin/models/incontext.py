@@ -17,7 +17,8 @@ from ..layers.attention import (NonlocalAttentionLayer, SlabNorm, TokenLinear, a
                                 nonlocal_attention)
 from ..layers.context import ContextLayout
 from ..layers.context_fit import MODES as CONTEXT_FITS, ContextFit
-from ..layers.local_operator import local_operator_prior, parse_local_operator
+from ..layers.local_operator import (is_output_error, local_operator_prior, output_error_prediction,
+                                     parse_local_operator)
 from ..layers.sine_operator import SineSeriesOperator
 
 
@@ -197,7 +198,9 @@ class InContextOperator:
             u = u + prior
         if fit is not None:
             u = fit.predict(f, u)
-        u = self._output_error_fit(x, f, learned, u)
+        if is_output_error(self.local_operator):
+            f_ctx, u_ctx, _, _ = self._read(x)
+            u = output_error_prediction(f_ctx, u_ctx, self.local_operator, f, u, learned)
         return u.reshape(u.shape[0], -1, *grid)
 
     def extract_kernel(self, x):
@@ -227,8 +230,10 @@ class InContextOperator:
         if prior is not None:
             M = M + prior.mT
         M = M if fit is None else fit.kernel(M)
-        if fit is not None:  # the learned kernel's rows for the identity's rows: (I - P) K^T
-            M = self._output_error_fit(x, eye, fit.residual(eye) @ learned.mT, M.mT).mT
+        if is_output_error(self.local_operator):  # the learned kernel's rows for the identity's: (I - P) K^T
+            f_ctx, u_ctx, _, _ = self._read(x)
+            M = output_error_prediction(f_ctx, u_ctx, self.local_operator, eye, M.mT,
+                                        fit.residual(eye) @ learned.mT).mT
         return M
 
     def _prior(self, x, fit, rows, grid):
@@ -240,19 +245,9 @@ class InContextOperator:
         prior = None
         if self.shared_operator is not None:
             prior = fit.operator_scale(lambda r: self.shared_operator(r, grid)) * self.shared_operator(rows, grid)
-        if self.local_operator is not None and not parse_local_operator(self.local_operator)[2]:
+        if self.local_operator is not None and not is_output_error(self.local_operator):
             f_ctx, u_ctx, _, _ = self._read(x)
             local, used = local_operator_prior(f_ctx, u_ctx, self.local_operator, rows)
             prior = local if prior is None else torch.where(used[:, None, None], local, prior)
         return prior
 
-    def _output_error_fit(self, x, f, learned, u):
-        """``u`` (the prediction for inputs ``f`` ``[B, m, N*c_f]``) where no output-error
-        local operator applies; where one does, it is the context's fit: ``G f`` plus the
-        learned part (``learned``, the kernel on the residual), without the exact fit on the
-        span, which would pass the context's noise on."""
-        if self.local_operator is None or not parse_local_operator(self.local_operator)[2]:
-            return u
-        f_ctx, u_ctx, _, _ = self._read(x)
-        local, used = local_operator_prior(f_ctx, u_ctx, self.local_operator, f)
-        return torch.where(used[:, None, None], local + learned, u)

@@ -23,7 +23,7 @@ from zencfg.bunch import Bunch
 from ..data.families import make_darcy_tasks, make_elasticity_tasks
 from ..data.loaders import InContextDataProcessor, load_incontext
 from ..data.tasks import TaskSet, load_tasks
-from ..layers.local_operator import parse_local_operator
+from ..layers.local_operator import is_output_error
 from .trainer import fit, is_main_process, write_json
 from .zoo import model_config, optimizer_defaults
 
@@ -126,7 +126,7 @@ def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
     n_dim = len(tasks.grid_shape)
     cfg = model_config(model_name, processor.layout, n_dim, n_hidden=processor.n_hidden, tasks=tasks,
                        **(model_overrides or {}))
-    if cfg.get("local_operator") and parse_local_operator(cfg["local_operator"])[2]:
+    if is_output_error(cfg.get("local_operator")):
         train_loader.dataset.pool = OUTPUT_ERROR_POOL * len(tasks.indices("train"))
     opt = optimizer_defaults(model_name)
     opt = {"lr": lr if lr > 0 else opt["lr"],
