@@ -31,7 +31,7 @@ neuraloperator 2.0.0's SpectralConv
 Its ``forward`` is wrong on odd grid sizes along every dimension but the last
 (the spectrum is re-centred with ``fftshift`` instead of ``ifftshift``). The
 upstream repository fixed this after the 2.0.0 release. :func:`patch_spectral_conv`
-replaces the method with :func:`~nips_plugin.layers.fourier_kernel.spectral_conv_forward`
+replaces the method with :func:`spectral_conv_forward`
 (same weights, same results on even grids), so FNO and TFNO baselines are exact
 on odd grids too; it is a no-op where the installed version is already correct.
 """
@@ -42,7 +42,7 @@ import torch
 
 from neuralop.layers.spectral_convolution import SpectralConv
 
-from .layers.fourier_kernel import spectral_conv_forward
+from .layers.fourier_kernel import kept_mode_slices
 from .models import NAO, NIPS, LinearNAO
 
 #: the authors' codes :func:`from_reference_state_dict` reads
@@ -50,6 +50,58 @@ VARIANTS = ("nips_darcy", "nips_mmnist", "linear_nao_darcy", "nao_darcy", "nao_d
 
 
 # --------------------------------------------------------------------------- SpectralConv fix
+
+def _fft_dims_and_size(conv, x):
+    """Transformed dims, (r)FFT sizes and forward transform for a SpectralConv input."""
+    dims = tuple(range(-conv.order, 0))
+    size = list(x.shape[-conv.order:])
+    if not conv.complex_data:
+        size[-1] = size[-1] // 2 + 1
+    return dims, size
+
+
+def spectral_conv_forward(self, x, output_shape=None):
+    """Corrected ``SpectralConv.forward`` (exact on odd grids); same signature and semantics.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(batch, in_channels, *grid)``.
+    output_shape : tuple of int, optional
+        Grid of the output (spectral resampling), as upstream.
+    """
+    dims, fft_size = _fft_dims_and_size(self, x)
+    in_grid = x.shape[-self.order:]
+    if self.fno_block_precision == "half":
+        x = x.half()
+    x_ft = torch.fft.fftn(x, dim=dims, norm=self.fft_norm) if self.complex_data \
+        else torch.fft.rfftn(x, dim=dims, norm=self.fft_norm)
+    if self.fno_block_precision == "mixed":
+        x_ft = x_ft.chalf()
+    out_dtype = torch.chalf if self.fno_block_precision in ("half", "mixed") else torch.cfloat
+
+    if output_shape is None and self.resolution_scaling_factor is not None:
+        output_shape = tuple(round(s * r) for s, r in zip(in_grid, self.resolution_scaling_factor))
+    out_grid = tuple(output_shape) if output_shape is not None else tuple(in_grid)
+    out_fft_size = list(out_grid)
+    if not self.complex_data:
+        out_fft_size[-1] = out_fft_size[-1] // 2 + 1
+
+    n_lead = 1 if self.separable else 2
+    weight_modes = self.weight.shape[n_lead:]
+    out_ft = torch.zeros(x.shape[0], self.out_channels, *out_fft_size,
+                         dtype=out_dtype, device=x.device)
+    n_real = 0 if self.complex_data else 1
+    for sx, so, sw in kept_mode_slices([fft_size, out_fft_size], weight_modes, n_real):
+        w = self.weight[(slice(None),) * n_lead + sw]
+        out_ft[(..., *so)] = self._contract(x_ft[(..., *sx)], w, separable=self.separable)
+
+    x = torch.fft.ifftn(out_ft, s=out_grid, dim=dims, norm=self.fft_norm) if self.complex_data \
+        else torch.fft.irfftn(out_ft, s=out_grid, dim=dims, norm=self.fft_norm)
+    if self.bias is not None:
+        x = x + self.bias
+    return x
+
 
 def spectral_conv_is_exact():
     """Whether the installed ``SpectralConv`` is exact on odd grids (identity multiplier test)."""

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .benchmark import predict_batch  # noqa: E402
+from .evaluate import predict_batch  # noqa: E402
 
 
 def _show(ax, field, title, cmap="viridis"):

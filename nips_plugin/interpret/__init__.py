@@ -14,7 +14,8 @@
 """
 from .figures import interpret_run, plot_interpretation
 from .greens import darcy_greens, elasticity_greens, greens_operator
-from .predictor import InContextPredictor, LeastSquaresPredictor
+from ..baselines import LeastSquaresPredictor
+from .predictor import InContextPredictor
 from .classical import classical_recovery
 from .metrics import input_principal_basis, kernel_metrics, log_correlation, phase_accuracy
 from .recovery import recover_modulus, recover_permeability

@@ -1,10 +1,9 @@
-"""Spectral convolutions that are exact on odd and even grids.
+"""NIPS's Fourier kernel: a spectral multiplier shared by all channels, exact on odd and even grids.
 
-neuraloperator 2.0.0's :class:`~neuralop.layers.spectral_convolution.SpectralConv`
-centres the spectrum with ``fftshift`` before truncation and "undoes" it with
-``fftshift`` again; on an odd-sized, non-last dimension that scrambles the
-spectrum (fixed upstream after 2.0.0). Here the kept modes are gathered and
-scattered directly at their FFT indices, so no shift is needed at all:
+The kept modes are gathered and scattered directly at their FFT indices, so no
+``fftshift`` is needed (neuraloperator 2.0.0's ``SpectralConv`` undoes its
+shift with ``fftshift`` instead of ``ifftshift``, which scrambles odd-sized,
+non-last dimensions; fixed upstream after 2.0.0):
 
 * along a non-last dimension of size ``n`` keeping ``m`` modes, the kept
   frequencies are ``k = -(m//2), ..., m - m//2 - 1``, stored at FFT index
@@ -12,17 +11,15 @@ scattered directly at their FFT indices, so no shift is needed at all:
   ``M//2 + k`` (exactly upstream's weight layout, so checkpoints carry over);
 * along the last (real-FFT) dimension the kept frequencies are ``0..m-1``.
 
-:func:`spectral_conv_forward` is a drop-in ``forward`` for any SpectralConv
-(dense or factorised weights, so FNO and TFNO alike); :class:`SharedSpectralFilter`
-is NIPS's Fourier kernel, one multiplier per token block shared by all channels.
+:func:`kept_mode_slices` pairs those indices; :class:`SharedSpectralFilter` is
+NIPS's Fourier kernel, one multiplier per token block shared by all channels.
 """
 
 import math
 from itertools import product
 
 import torch
-
-from neuralop.layers.spectral_convolution import SpectralConv
+from torch import nn
 
 
 def kept_mode_slices(spectrum_sizes, weight_modes, n_real_dims=1):
@@ -62,58 +59,6 @@ def kept_mode_slices(spectrum_sizes, weight_modes, n_real_dims=1):
             corners.append([slice(n - n_neg, n) for n in sizes] + [slice(c - n_neg, c)])
         per_dim.append(corners)
     return [tuple(zip(*corner)) for corner in product(*per_dim)]
-
-
-def _fft_dims_and_size(conv, x):
-    """Transformed dims, (r)FFT sizes and forward transform for a SpectralConv input."""
-    dims = tuple(range(-conv.order, 0))
-    size = list(x.shape[-conv.order:])
-    if not conv.complex_data:
-        size[-1] = size[-1] // 2 + 1
-    return dims, size
-
-
-def spectral_conv_forward(self, x, output_shape=None):
-    """Corrected ``SpectralConv.forward`` (exact on odd grids); same signature and semantics.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        ``(batch, in_channels, *grid)``.
-    output_shape : tuple of int, optional
-        Grid of the output (spectral resampling), as upstream.
-    """
-    dims, fft_size = _fft_dims_and_size(self, x)
-    in_grid = x.shape[-self.order:]
-    if self.fno_block_precision == "half":
-        x = x.half()
-    x_ft = torch.fft.fftn(x, dim=dims, norm=self.fft_norm) if self.complex_data \
-        else torch.fft.rfftn(x, dim=dims, norm=self.fft_norm)
-    if self.fno_block_precision == "mixed":
-        x_ft = x_ft.chalf()
-    out_dtype = torch.chalf if self.fno_block_precision in ("half", "mixed") else torch.cfloat
-
-    if output_shape is None and self.resolution_scaling_factor is not None:
-        output_shape = tuple(round(s * r) for s, r in zip(in_grid, self.resolution_scaling_factor))
-    out_grid = tuple(output_shape) if output_shape is not None else tuple(in_grid)
-    out_fft_size = list(out_grid)
-    if not self.complex_data:
-        out_fft_size[-1] = out_fft_size[-1] // 2 + 1
-
-    n_lead = 1 if self.separable else 2
-    weight_modes = self.weight.shape[n_lead:]
-    out_ft = torch.zeros(x.shape[0], self.out_channels, *out_fft_size,
-                         dtype=out_dtype, device=x.device)
-    n_real = 0 if self.complex_data else 1
-    for sx, so, sw in kept_mode_slices([fft_size, out_fft_size], weight_modes, n_real):
-        w = self.weight[(slice(None),) * n_lead + sw]
-        out_ft[(..., *so)] = self._contract(x_ft[(..., *sx)], w, separable=self.separable)
-
-    x = torch.fft.ifftn(out_ft, s=out_grid, dim=dims, norm=self.fft_norm) if self.complex_data \
-        else torch.fft.irfftn(out_ft, s=out_grid, dim=dims, norm=self.fft_norm)
-    if self.bias is not None:
-        x = x + self.bias
-    return x
 
 
 #: up to this many kept real-FFT bins, the last grid dimension is transformed by a matrix
@@ -186,7 +131,7 @@ class _OneSidedRFFT(torch.autograd.Function):
         return torch.fft.irfft(grad * weight, n=n, dim=-1, norm=ctx.norm), None, None
 
 
-class SharedSpectralFilter(SpectralConv):
+class SharedSpectralFilter(nn.Module):
     """NIPS's Fourier kernel: one learnable multiplier per token block, shared by all channels.
 
     For an input ``J`` of shape ``[B, d, C, *grid]`` (``C`` token blocks, i.e.
@@ -197,8 +142,11 @@ class SharedSpectralFilter(SpectralConv):
 
     with the same complex multiplier ``R_{g,c}`` for all ``d`` channels
     (channel-independent, as in the NIPS paper). Modes beyond ``n_modes`` are
-    zeroed; the weights use SpectralConv's (centred) layout and parameter
-    count, and the transform is exact on odd grids. Groups give one multiplier
+    zeroed; the weight ``[G*C, m_1, ..., m_{D-1}, m_D//2 + 1]`` (complex) has the
+    centred layout and parameter count of a separable
+    :class:`~neuralop.layers.spectral_convolution.SpectralConv`, and the transform
+    is exact on odd grids. It is not a SpectralConv: it has none of its options
+    (factorisation, precision, resolution scaling, bias). Groups give one multiplier
     set per attention head (the authors' two-component scripts); ``groups=1``
     shares the filter among heads.
 
@@ -232,20 +180,20 @@ class SharedSpectralFilter(SpectralConv):
     """
 
     def __init__(self, n_blocks, n_modes, groups=1, init_std=0.5, fft_norm="forward"):
-        super().__init__(groups * n_blocks, groups * n_blocks, n_modes, separable=True,
-                         bias=False, init_std=init_std, fft_norm=fft_norm)
-        self.n_blocks = n_blocks
-        self.groups = groups
+        super().__init__()
+        n_modes = tuple(n_modes)
+        self.n_blocks, self.groups, self.n_modes, self.fft_norm = n_blocks, groups, n_modes, fft_norm
+        self.order = len(n_modes)
+        shape = (groups * n_blocks, *n_modes[:-1], n_modes[-1] // 2 + 1)
+        self.weight = nn.Parameter(init_std * torch.randn(shape, dtype=torch.cfloat))
 
-    def forward(self, x, output_shape=None, n_sources=None):
+    def forward(self, x, n_sources=None):
         """Filter ``x`` ``[..., C_in, *grid]`` into ``[..., G*C_out, *grid]`` (group-major).
 
         Parameters
         ----------
         x : torch.Tensor
             ``C_in = C`` blocks; with ``n_sources`` also ``C_in = S``.
-        output_shape : None
-            Unused; SpectralConv's signature.
         n_sources : int, optional
             Filter and sum: the ``C`` multipliers are read as ``[S, C_out]``
             (source-major, ``C_out = C / S``) and output block ``o`` is
@@ -302,7 +250,7 @@ class SharedSpectralFilter(SpectralConv):
         kept modes are zero); the last one holds the ``m`` kept real-FFT bins.
         Built from the weight by slicing and concatenation (differentiable).
         """
-        w = self.weight.to_tensor()                              # [G*C, *M], centred
+        w = self.weight                              # [G*C, *M], centred
         for axis, n in enumerate(grid_shape[:-1], start=1):
             M = w.shape[axis]
             m = min(M, n)
@@ -333,6 +281,6 @@ class SharedSpectralFilter(SpectralConv):
     def load_full_multiplier(self, full):
         """Set the weights from a full real-FFT-grid multiplier ``[G*C, *fft_size]``
         (inverse of :meth:`full_multiplier` on the kept modes)."""
-        weight = self.weight.to_tensor()
+        weight = self.weight
         for sx, sw in kept_mode_slices([full.shape[1:]], weight.shape[1:]):
             weight[(slice(None), *sw)] = full[(slice(None), *sx)].to(weight.dtype)

@@ -17,8 +17,6 @@ from ..layers.attention import (NonlocalAttentionLayer, SlabNorm, TokenLinear, a
                                 nonlocal_attention)
 from ..layers.context import ContextLayout
 from ..layers.context_fit import MODES as CONTEXT_FITS, ContextFit
-from ..layers.local_operator import (is_output_error, local_operator_prior, output_error_prediction,
-                                     parse_local_operator)
 from ..layers.sine_operator import SineSeriesOperator
 
 
@@ -63,11 +61,10 @@ class InContextOperator:
 
     def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False,
                       checkpoint_layers=False, layer_norm="feature", context_fit="none", input_modes=None,
-                      shared_operator_modes=None, local_operator=None):
+                      shared_operator_modes=None):
         """``n_modes``: the intermediate layers' Fourier filter (None: no filter);
         ``input_modes``: cosines of the coordinate-field input affine (default ``n_modes``);
-        ``shared_operator_modes``: sines of the shared operator (None: none);
-        ``local_operator``: the stencil of the local operator fitted per context (None: none)."""
+        ``shared_operator_modes``: sines of the shared operator (None: none)."""
         input_modes = n_modes if input_modes is None else input_modes
         cf, cu, d = self.layout.in_components, self.layout.out_components, self.layout.n_pairs
         if context_fit not in CONTEXT_FITS:
@@ -85,11 +82,6 @@ class InContextOperator:
             self.shared_operator = SineSeriesOperator(cf, cu, shared_operator_modes)
         else:
             self.shared_operator = None
-        if local_operator is not None:
-            parse_local_operator(local_operator)
-            if context_fit == "none" or cf != cu:
-                raise ValueError("local_operator needs a context_fit and in_components == out_components")
-        self.local_operator = local_operator
 
         def n_tokens(option):
             if grid_shape is None or len(grid_shape) != self.n_dim:
@@ -191,16 +183,13 @@ class InContextOperator:
         queries, key_tokens, f, grid, fit = self._kernel_factors(x)
         scale = quadrature_weight(grid, self.coord_range) / math.sqrt(self.qk_channels)
         values = f if fit is None else fit.residual(f)
-        u = learned = self._map_output(
+        u = self._map_output(
             nonlocal_attention(queries, key_tokens, values, self.kernel_key, scale, self.attention).mT, grid)
-        prior = self._prior(x, fit, values, grid)
+        prior = self._shared_term(fit, values, grid)
         if prior is not None:
             u = u + prior
         if fit is not None:
             u = fit.predict(f, u)
-        if is_output_error(self.local_operator):
-            f_ctx, u_ctx, _, _ = self._read(x)
-            u = output_error_prediction(f_ctx, u_ctx, self.local_operator, f, u, learned)
         return u.reshape(u.shape[0], -1, *grid)
 
     def extract_kernel(self, x):
@@ -223,31 +212,15 @@ class InContextOperator:
         scale = quadrature_weight(grid, self.coord_range) / math.sqrt(self.qk_channels)
         M = attention_matrix(queries, self.kernel_key(key_tokens), scale)
         M = self._map_output(M.transpose(1, 2), grid).transpose(1, 2)
-        # the priors' matrices: their rows for the identity's rows are the transposes
-        eye = torch.eye(M.shape[2], dtype=M.dtype, device=M.device)[None].expand(M.shape[0], -1, -1)
-        prior = self._prior(x, fit, eye, grid)
-        learned = M
-        if prior is not None:
-            M = M + prior.mT
-        M = M if fit is None else fit.kernel(M)
-        if is_output_error(self.local_operator):  # the learned kernel's rows for the identity's: (I - P) K^T
-            f_ctx, u_ctx, _, _ = self._read(x)
-            M = output_error_prediction(f_ctx, u_ctx, self.local_operator, eye, M.mT,
-                                        fit.residual(eye) @ learned.mT).mT
-        return M
-
-    def _prior(self, x, fit, rows, grid):
-        """The parameter-light operators added to the learned kernel, applied to ``rows``
-        ``[B, m, N*c_f]``: the context's local operator where it applies
-        (:func:`~nips_plugin.layers.local_operator.local_operator_prior`), elsewhere the
-        shared operator at this context's scale (:meth:`ContextFit.operator_scale`); None
-        without either."""
-        prior = None
         if self.shared_operator is not None:
-            prior = fit.operator_scale(lambda r: self.shared_operator(r, grid)) * self.shared_operator(rows, grid)
-        if self.local_operator is not None and not is_output_error(self.local_operator):
-            f_ctx, u_ctx, _, _ = self._read(x)
-            local, used = local_operator_prior(f_ctx, u_ctx, self.local_operator, rows)
-            prior = local if prior is None else torch.where(used[:, None, None], local, prior)
-        return prior
+            # the shared term's rows for the identity's rows are its matrix transposed
+            eye = torch.eye(M.shape[2], dtype=M.dtype, device=M.device)[None].expand(M.shape[0], -1, -1)
+            M = M + self._shared_term(fit, eye, grid).mT
+        return M if fit is None else fit.kernel(M)
 
+    def _shared_term(self, fit, rows, grid):
+        """The shared operator at this context's scale applied to ``rows`` ``[B, m, N*c_f]``
+        (:meth:`ContextFit.operator_scale`); None without one."""
+        if self.shared_operator is None:
+            return None
+        return fit.operator_scale(lambda r: self.shared_operator(r, grid)) * self.shared_operator(rows, grid)

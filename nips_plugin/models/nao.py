@@ -52,13 +52,12 @@ class NAO(InContextOperator, BaseModel, name="nao"):
     activations on all ``N^2`` point pairs (about 200 floats each) at every
     step: at 21x21 it dominates the train step (12x NIPS's with one layer); the
     cosine one, with ``M`` basis functions per argument, costs ``O(N M)`` per
-    function. With both, the train step is within that of NIPS at 21x21
-    (``benchmarks/zoo_train_step.py``, ``docs/performance.md``); the zoo's
-    configuration (``nips_plugin.training.configs.NAO``) uses both.
+    function. With both (not the paper's model: an addition of this
+    implementation), the train step is within that of NIPS at 21x21.
 
     Conventions. The authors' (``NAO_Darcy.py`` and the NAO folder's
-    ``Attention_darcy_gtou_int.py``; checked against their recorded outputs by
-    :func:`nips_plugin.compat.from_reference_state_dict`), all defaults here:
+    ``Attention_darcy_gtou_int.py``; checked against their recorded outputs),
+    all defaults here:
     coordinates on ``[-1, 1]`` and ``Delta`` their ``dx * dy`` (``4/(n-1)^2``
     in 2-D, not ``1/(n-1)^2``); ``W^P`` contracted over its first index
     (``output_map_contract="first"``); ``W^{P,f}`` is the scripts' ``kernel``
@@ -99,20 +98,6 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         carries the global, slowly decaying part of an elliptic Green's function
         that a rank-``dk`` attention kernel cannot (in 3-D above all). Needs a
         ``context_fit``; cost ``O(N m)`` per function, resolution independent.
-    local_operator : str, optional
-        Fit a local operator to each context and add its inverse on the residual
-        (:mod:`nips_plugin.layers.local_operator`; one of its ``LOCAL_OPERATORS``,
-        e.g. ``"star"``, ``"box+load"``): per node, a stencil relation between the
-        responses and the loads, the Green's operator of a PDE discretised on the grid.
-        It replaces the shared operator's term for the contexts it applies to
-        (responses zero on the boundary, a non-singular fit). Parameter-free, computed in
-        float64 on the CPU per context (one sparse factorisation); needs a
-        ``context_fit`` and ``c_f = c_u``. One of ``OUTPUT_ERROR_OPERATORS``
-        (``"star/output"``: noisy responses) is the context's fit itself: where it
-        applies the prediction is its ``G f`` plus the learned kernel on the residual,
-        without the exact fit on the span (which would pass the noise on); about a
-        second per new 21x21 context, cached. The zoo's ``"auto"`` chooses it from the
-        training data (:func:`nips_plugin.training.zoo.resolve_local_operator`).
     checkpoint_layers : bool, default False
         As for :class:`~nips_plugin.NIPS` (each layer then keeps no ``T x T`` attention).
     output_map_chunk_mb : float, default 256
@@ -139,8 +124,7 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         (``NAO_Darcy.py``), or over the whole ``[T, d]`` slab with a per-token
         affine like the input norm (the NAO folder's model; needs ``grid_shape``).
     output_map : {"mlp", "cosine"}, default "mlp"
-        ``W^P`` as the authors' MLP of coordinate pairs (what
-        :func:`~nips_plugin.compat.from_reference_state_dict` builds) or as a
+        ``W^P`` as the authors' MLP of coordinate pairs (the paper's) or as a
         truncated cosine series (see Cost).
     output_map_modes : int or tuple of int, default 8
         ``output_map="cosine"``: cosines per grid dimension in each argument
@@ -166,7 +150,7 @@ class NAO(InContextOperator, BaseModel, name="nao"):
                  n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None,
                  checkpoint_layers=False, output_map_chunk_mb=256, coord_range=None,
                  output_map_contract=None, output_map_edges="grid", layer_norm="feature",
-                 input_modes=None, context_fit="none", shared_operator_modes=None, local_operator=None,
+                 input_modes=None, context_fit="none", shared_operator_modes=None,
                  output_map="mlp", output_map_modes=8, attention_order=None):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
@@ -197,7 +181,7 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers,
                            layer_norm=layer_norm, context_fit=context_fit,
                            input_modes=None if input_modes is None else tuple(input_modes),
-                           shared_operator_modes=shared_operator_modes, local_operator=local_operator)
+                           shared_operator_modes=shared_operator_modes)
         # "second": the output point is the kernel's first argument
         self._output_map_kwargs = dict(swap=output_map_contract == "second")
         self.kernel_query = TokenLinear(n_pairs, n_heads * qk_channels)

@@ -52,27 +52,31 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         Query/key width ``dk`` per head.
     n_modes : tuple of int, default (12, 12)
         Fourier modes kept per dimension (as in FNO: the last one is halved by the
-        real FFT); its length is the grid dimension (1, 2 or 3).
+        real FFT); its length is the grid dimension (1, 2 or 3). The authors keep
+        every mode of their grid (a multiplier per grid frequency, which ties the
+        model to that grid); a fixed number of modes is defined on any grid.
     filter_per_head : bool, default False
         One Fourier multiplier set per head (the authors' two-component scripts)
         instead of one per layer.
-    input_norm : {"coordinate", "slab", "token_affine"}, default "coordinate"
+    input_norm : {"slab", "token_affine", "coordinate"}, default "slab"
         ``LN_0`` over the whole ``[T, d]`` slab (:class:`~nips_plugin.layers.attention.SlabNorm`)
-        with an affine that is: a learned continuous field of the coordinates per
-        block and feature (``"coordinate"``, cosine series with ``n_modes``
-        modes: positional information at any resolution), one per feature
-        (``"slab"``: resolution independent, no positional information), or one
-        per token as in the authors' scripts (``"token_affine"``, needs
-        ``grid_shape``; ties the model to that grid).
+        with an affine that is: one per feature (``"slab"``, the default), one per
+        token as in the authors' scripts (``"token_affine"``, needs ``grid_shape``),
+        or a learned continuous field of the coordinates per block and feature
+        (``"coordinate"``, cosine series with ``n_modes`` modes: positional
+        information at any resolution, an addition of this implementation).
+        The authors' per-token affine has ``2 T d`` parameters and ties a trained
+        model to its grid; the default keeps the paper's normalisation over the
+        whole slab with one affine per feature, so the same weights run on any grid.
     grid_shape : tuple of int, optional
         Only for ``input_norm="token_affine"``.
-    context_fit : {"least_squares", "symmetric", "none"}, default "least_squares"
+    context_fit : {"none", "least_squares", "symmetric"}, default "none"
         How the learned kernel ``K`` is combined with what the context determines
         exactly for a linear operator (:mod:`nips_plugin.layers.context_fit`):
         ``"least_squares"``: ``u = a U + K r`` with ``f = a F + r`` the
         least-squares fit of the query by the context inputs;
         ``"symmetric"`` (self-adjoint problems, ``c_f = c_u``):
-        ``u = a U + F^{+T} U^T r + (I - P) K r``; ``"none"``: ``u = K f``, the
+        ``u = a U + F^{+T} U^T r + (I - P) K r``; ``"none"`` (the default): ``u = K f``, the
         paper's model. The first two reproduce the context exactly, so they
         learn from held-out queries (``q > 0``), not from reconstructing the
         context. The kernel stays explicit (:meth:`extract_kernel` returns the
@@ -88,20 +92,6 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         carries the global, slowly decaying part of an elliptic Green's function
         that a rank-``dk`` attention kernel cannot (in 3-D above all). Needs a
         ``context_fit``; cost ``O(N m)`` per function, resolution independent.
-    local_operator : str, optional
-        Fit a local operator to each context and add its inverse on the residual
-        (:mod:`nips_plugin.layers.local_operator`; one of its ``LOCAL_OPERATORS``,
-        e.g. ``"star"``, ``"box+load"``): per node, a stencil relation between the
-        responses and the loads, the Green's operator of a PDE discretised on the grid.
-        It replaces the shared operator's term for the contexts it applies to
-        (responses zero on the boundary, a non-singular fit). Parameter-free, computed in
-        float64 on the CPU per context (one sparse factorisation); needs a
-        ``context_fit`` and ``c_f = c_u``. One of ``OUTPUT_ERROR_OPERATORS``
-        (``"star/output"``: noisy responses) is the context's fit itself: where it
-        applies the prediction is its ``G f`` plus the learned kernel on the residual,
-        without the exact fit on the span (which would pass the noise on); about a
-        second per new 21x21 context, cached. The zoo's ``"auto"`` chooses it from the
-        training data (:func:`nips_plugin.training.zoo.resolve_local_operator`).
     checkpoint_layers : bool, default False
         Recompute each attention layer in the backward pass instead of keeping
         its activations (``torch.utils.checkpoint``, non-reentrant): training
@@ -117,8 +107,8 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
 
     def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
                  n_layers=4, n_heads=1, qk_channels=40, n_modes=(12, 12), filter_per_head=False,
-                 input_norm="coordinate", grid_shape=None, checkpoint_layers=False,
-                 context_fit="least_squares", shared_operator_modes=None, local_operator=None):
+                 input_norm="slab", grid_shape=None, checkpoint_layers=False,
+                 context_fit="none", shared_operator_modes=None):
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         n_modes = (n_modes,) if isinstance(n_modes, int) else tuple(n_modes)
@@ -127,7 +117,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         self.n_dim, self.n_heads, self.qk_channels = len(n_modes), n_heads, qk_channels
         self.attention = "linear"
         self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head, checkpoint_layers,
-                           context_fit=context_fit, shared_operator_modes=shared_operator_modes, local_operator=local_operator)
+                           context_fit=context_fit, shared_operator_modes=shared_operator_modes)
         cf, cu, d = in_components, out_components, n_pairs
         groups = n_heads if filter_per_head else 1
         # paired: output component c <- filtered f-block c + filtered u-block c

@@ -23,9 +23,10 @@ from zencfg.bunch import Bunch
 from ..data.families import make_darcy_tasks, make_elasticity_tasks
 from ..data.loaders import InContextDataProcessor, load_incontext
 from ..data.tasks import TaskSet, load_tasks
-from ..layers.local_operator import is_output_error
+from ..baselines import PriorResidualProcessor
+from ..baselines.local_operator import is_output_error
 from .trainer import fit, is_main_process, write_json
-from .zoo import model_config, optimizer_defaults
+from .zoo import model_config, optimizer_defaults, resolve_prior, row_prior
 
 
 class UserError(Exception):
@@ -90,7 +91,7 @@ def check_sampling(tasks, n_pairs, n_queries):
 
 
 #: distinct training draws per training system for a model with an output-error local
-#: operator (:data:`~nips_plugin.layers.local_operator.OUTPUT_ERROR_OPERATORS`): its fit costs
+#: operator as its prior (:data:`~nips_plugin.baselines.local_operator.OUTPUT_ERROR_OPERATORS`): its fit costs
 #: about a second per new 21x21 context, so the epochs cycle through this pool (fitted once)
 OUTPUT_ERROR_POOL = 4
 
@@ -98,7 +99,7 @@ OUTPUT_ERROR_POOL = 4
 def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
               n_test_samples_per_system=4, draws_per_system=0, epochs=30, device="cpu", seed=0, lr=0.0,
               weight_decay=-1.0, model_overrides=None, resume=False, mixed_precision=False,
-              distributed=False, progress=True):
+              distributed=False, progress=True, prior=None):
     """Train one model on ``tasks`` into ``run_dir`` (see the module docstring).
 
     ``fno_oracle`` trains FNO on (hidden field, query input) pairs instead of a context.
@@ -126,12 +127,18 @@ def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
     n_dim = len(tasks.grid_shape)
     cfg = model_config(model_name, processor.layout, n_dim, n_hidden=processor.n_hidden, tasks=tasks,
                        **(model_overrides or {}))
-    if is_output_error(cfg.get("local_operator")):
+    if row_prior(model_name) is None:
+        prior = None
+    elif prior is None:
+        prior = resolve_prior(row_prior(model_name), tasks, n_pairs)
+    if prior is not None:  # the row corrects a classical prior: composed in the data processor
+        processor = PriorResidualProcessor.around(processor, prior)
+    if is_output_error(prior):
         train_loader.dataset.pool = OUTPUT_ERROR_POOL * len(tasks.indices("train"))
     opt = optimizer_defaults(model_name)
     opt = {"lr": lr if lr > 0 else opt["lr"],
            "weight_decay": weight_decay if weight_decay >= 0 else opt["weight_decay"]}
-    config = {"name": model_name, "model": dict(cfg), "optimizer": opt, "epochs": epochs, "seed": seed,
+    config = {"name": model_name, "model": dict(cfg), "prior": prior, "optimizer": opt, "epochs": epochs, "seed": seed,
               "data": {"n_pairs": n_pairs, "n_queries": n_queries, "batch_size": batch_size,
                        "draws_per_system": draws_per_system, "pool": train_loader.dataset.pool,
                        "mode": mode, "grid_shape": list(tasks.grid_shape),
@@ -174,5 +181,6 @@ def load_run(run_dir, map_location="cpu"):
     config = json.loads(config_path.read_text())
     cls = BaseModel._models[config["model"]["model_arch"]]
     model = cls.from_checkpoint(run_dir, "model", map_location=map_location).eval()
-    processor = InContextDataProcessor.load(run_dir / "data_processor.pt", map_location=map_location)
+    kind = PriorResidualProcessor if config.get("prior") else InContextDataProcessor
+    processor = kind.load(run_dir / "data_processor.pt", map_location=map_location)
     return model, processor, config

@@ -3,11 +3,21 @@
 Every model is built through neuraloperator's ``get_model`` from a config whose
 ``model`` section names ``model_arch`` and ``data_channels``; FNO and TFNO see the
 same packed in-context channels as NIPS/NAO (``in_channels = (d+q) c_f + d c_u``).
-``fno_oracle`` is FNO given the hidden parameter field and the query input
-instead of a context: the reference for what knowing the physics buys.
-``nips_paper``, ``nao_paper`` and ``linear_nao_paper`` are the in-context models
-as their papers configure them (:data:`PAPER_OPTIONS`): next to the enhanced
-defaults, they separate what the architecture buys from what the enhancements do.
+
+Rows and what they are:
+
+* ``nips``, ``nao``, ``linear_nao``: the papers' models (the classes' defaults:
+  ``u = K f``, NAO's MLP ``W^P`` and quadratic attention), at the budget's depth;
+* ``<model>_enhanced``: the same architecture with this package's neural additions
+  (:data:`ENHANCEMENTS`: the context's exact least-squares part, a coordinate-field
+  input affine, a learned shared sine-series operator; for NAO/LinearNAO also the cosine
+  ``W^P`` and the linear attention order);
+* ``<model>_hybrid``: the enhanced model trained as a correction of a classical prior
+  fitted to each context (:class:`~nips_plugin.baselines.PriorResidualProcessor`; the
+  prior is chosen from the training data, :func:`resolve_prior`);
+* ``fno``, ``tfno``: neuraloperator's models on the packed channels; ``fno_oracle``: FNO given
+  the hidden parameter field and the query input instead of a context, the reference for
+  what knowing the physics buys.
 
 The defaults live in :mod:`nips_plugin.training.configs` (one config class
 per model): parameter budgets of the same order on the benchmark presets (tens
@@ -19,29 +29,36 @@ from neuralop.models.base_model import get_model
 from zencfg.bunch import Bunch
 
 import nips_plugin  # noqa: F401  (registers nips / nao / linear_nao)
+from ..baselines import LeastSquaresPredictor, grid_modes
 from .configs import OPTIMIZER_DEFAULTS, model_config_class
 
-#: the papers' configuration of an in-context model, without this package's enhancements
-#: (the exact context fit, coordinate-field input affine, shared sine-series operator):
-#: ``u = K f`` and the authors' per-token input affine, which ties the model to its grid
-PAPER_OPTIONS = {"context_fit": "none", "input_norm": "token_affine", "shared_operator_modes": None,
-                 "local_operator": None}
+#: this package's neural additions to each in-context architecture (``*_enhanced`` rows)
+ENHANCEMENTS = {
+    "nips": {"input_norm": "coordinate", "context_fit": "auto", "shared_operator_modes": 12},
+    "nao": {"input_norm": "coordinate", "input_modes": 12, "context_fit": "auto", "shared_operator_modes": 12,
+            "output_map": "cosine", "output_map_modes": 8, "attention_order": "linear"},
+}
+ENHANCEMENTS["linear_nao"] = ENHANCEMENTS["nao"]
 
-#: benchmark rows that are another configuration of a model: name -> (model, options)
-VARIANTS = {f"{name}_paper": (name, PAPER_OPTIONS) for name in ("nips", "nao", "linear_nao")}
-VARIANTS["fno_oracle"] = ("fno", {})
+#: benchmark rows that are another configuration of a model: name -> (model, options, prior);
+#: ``prior="auto"``: a classical prior chosen from the training data (:func:`resolve_prior`)
+VARIANTS = {}
+for _model, _options in ENHANCEMENTS.items():
+    VARIANTS[f"{_model}_enhanced"] = (_model, _options, None)
+    VARIANTS[f"{_model}_hybrid"] = (_model, _options, "auto")
+VARIANTS["fno_oracle"] = ("fno", {}, None)
 
-IN_CONTEXT_MODELS = ("nips", "nao", "linear_nao", *(v for v, (m, _) in VARIANTS.items() if m != "fno"))
+IN_CONTEXT_MODELS = ("nips", "nao", "linear_nao", *(v for v, (m, *_) in VARIANTS.items() if m != "fno"))
 
 #: models the benchmark can compare; ``fno_oracle`` is FNO fed the hidden field
 MODELS = ("nips", "nao", "linear_nao", "fno", "tfno", *VARIANTS)
 
 
 def base_model(name):
-    """The zoo model a benchmark row ``name`` is a configuration of (``nips_paper`` -> ``nips``)."""
+    """The zoo model a benchmark row ``name`` is a configuration of (``nips_hybrid`` -> ``nips``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {list(MODELS)}")
-    return VARIANTS.get(name, (name, None))[0]
+    return VARIANTS.get(name, (name,))[0]
 
 
 #: ``response_asymmetry`` of the training data below which NIPS's ``context_fit="auto"``
@@ -65,13 +82,27 @@ def resolve_context_fit(value, tasks=None):
 LOCAL_OPERATOR_PROBES = 4
 
 
+def row_prior(name):
+    """The classical prior of row ``name`` (``"auto"`` or None)."""
+    return VARIANTS.get(name, (None, None, None))[2]
+
+
+def resolve_prior(value, tasks=None, n_pairs=None):
+    """``"auto"``: the local operator :func:`resolve_local_operator` chooses, else ``"laplace"``
+    (the context-scaled inverse Laplacian, :class:`~nips_plugin.baselines.ClassicalPrior`);
+    other values unchanged."""
+    if value != "auto":
+        return value
+    return resolve_local_operator("auto", tasks, n_pairs) or "laplace"
+
+
 def resolve_local_operator(value, tasks=None, n_pairs=None):
-    """``"auto"``: the local operator (:mod:`nips_plugin.layers.local_operator`) that predicts
+    """``"auto"``: the local operator (:mod:`nips_plugin.baselines.local_operator`) that predicts
     held-out pairs of the training data best, if it does so better than the enhanced models'
     starting point without it.
 
     On the first ``n_pairs`` pairs of each of :data:`LOCAL_OPERATOR_PROBES` training systems,
-    :func:`~nips_plugin.layers.local_operator.select_local_operator` cross-validates every
+    :func:`~nips_plugin.baselines.local_operator.select_local_operator` cross-validates every
     candidate; the baseline is ``lstsq_laplace`` (the context's fit plus the context-scaled
     inverse Laplacian) on the same folds. The most frequent choice wins when the local
     operators' median error is below the baseline's, otherwise None (no local operator):
@@ -86,9 +117,8 @@ def resolve_local_operator(value, tasks=None, n_pairs=None):
         return value
     if tasks is None or n_pairs is None or tasks.f.shape[2] != tasks.u.shape[2]:
         return None
-    from ..interpret import LeastSquaresPredictor
-    from ..layers.local_operator import (LOCAL_OPERATORS, OUTPUT_ERROR_OPERATORS, context_cv_error,
-                                         select_local_operator)
+    from ..baselines.local_operator import (LOCAL_OPERATORS, OUTPUT_ERROR_OPERATORS, context_cv_error,
+                                            select_local_operator)
     systems = tasks.indices("train")
     systems = (systems if len(systems) else np.arange(tasks.n_systems))[:LOCAL_OPERATOR_PROBES]
     mode = resolve_context_fit("auto", tasks)
@@ -117,14 +147,6 @@ def resolve_local_operator(value, tasks=None, n_pairs=None):
 GRID_MODES = {"n_modes": 0, "input_modes": 0, "output_map_modes": 0, "shared_operator_modes": 2}
 
 
-def grid_modes(modes, grid_shape, offset=0):
-    """Grid-aware modes per axis for a configured ``modes`` (an int meant for 2-D): the same
-    number of coefficients in every dimension, ``round(modes^(2/D))`` per axis (12 -> 5 per
-    axis in 3-D), and no more than an ``n``-node axis resolves (``n - offset``)."""
-    per_axis = max(1, round(modes ** (2 / len(grid_shape))))
-    return tuple(max(1, min(per_axis, n - offset)) for n in grid_shape)
-
-
 def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
     """The ``model`` config section of ``name`` for a data layout.
 
@@ -139,8 +161,7 @@ def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
     n_hidden : int
         Hidden-field channels (only ``fno_oracle``).
     tasks : TaskSet, optional
-        The training data, to resolve ``context_fit="auto"`` (:func:`resolve_context_fit`)
-        and ``local_operator="auto"`` (:func:`resolve_local_operator`).
+        The training data, to resolve ``context_fit="auto"`` (:func:`resolve_context_fit`).
     **overrides
         Constructor arguments replacing the defaults.
 
@@ -148,7 +169,7 @@ def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
     -------
     zencfg.bunch.Bunch
     """
-    base, options = VARIANTS.get(name, (base_model(name), {}))
+    base, options, _ = VARIANTS.get(name, (base_model(name), {}, None))
     defaults = model_config_class(base)().to_dict()
     defaults.pop("_config_name")  # zencfg bookkeeping, not a constructor argument
     arch = defaults.pop("model_arch")
@@ -159,8 +180,6 @@ def model_config(name, layout, n_dim, n_hidden=0, tasks=None, **overrides):
         kwargs["grid_shape"] = tuple(tasks.grid_shape)
     if "context_fit" in kwargs:
         kwargs["context_fit"] = resolve_context_fit(kwargs["context_fit"], tasks)
-    if "local_operator" in kwargs:
-        kwargs["local_operator"] = resolve_local_operator(kwargs["local_operator"], tasks, layout.n_pairs)
     if name in IN_CONTEXT_MODELS and tasks is not None:
         for key, offset in GRID_MODES.items():
             if isinstance(kwargs.get(key), int):

@@ -71,7 +71,7 @@ def test_probes_ask_a_fitted_kernel_where_it_is_right():
     from sklearn.datasets import load_digits
     from nips_plugin.data.fields import digit_modulus
     from nips_plugin.interpret.metrics import log_correlation
-    from nips_plugin.layers.local_operator import LocalOperatorFit
+    from nips_plugin.baselines.local_operator import LocalOperatorFit
     n = 29
     E = digit_modulus(load_digits().images[:1] / 16.0, n, 1.0, 0.1, 2)[0]
     f = loads(n, 30, c=2)

@@ -8,8 +8,8 @@ from nips_plugin.data.fields import gaussian_random_field, lognormal_field, rand
 from nips_plugin.data.noise import add_response_noise
 from nips_plugin.data.solvers import darcy_operator, solve_darcy
 from nips_plugin.interpret.greens import darcy_greens
-from nips_plugin.layers.local_operator import LocalOperatorFit, select_local_operator
-from nips_plugin.layers.output_error import laplacian_values
+from nips_plugin.baselines.local_operator import LocalOperatorFit, select_local_operator
+from nips_plugin.baselines.output_error import laplacian_values
 
 
 def relative(a, b):
@@ -87,7 +87,7 @@ def test_the_zoo_chooses_the_output_error_fit_for_noisy_data():
 def test_least_squares_predictor_predicts_with_the_fit_not_the_noisy_span():
     """``lstsq_local`` on noisy data: the output-error operator predicts the whole query (the
     exact fit on the context's span would pass its noise on), and its kernel is the same map."""
-    from nips_plugin.interpret import LeastSquaresPredictor
+    from nips_plugin.baselines import LeastSquaresPredictor
     d = 40
     f, clean, noisy = noisy_darcy(0.03)
     truth = clean[d:]
@@ -105,7 +105,7 @@ def test_model_with_the_output_error_prior(name):
     part on noisy contexts (no exact span fit): u = M f, and with the learned part silenced it
     is the no-learning predictor's output."""
     import torch
-    from nips_plugin.interpret import LeastSquaresPredictor
+    from nips_plugin.baselines import LeastSquaresPredictor
     from nips_plugin.layers.context import pack_context
     from nips_plugin.models import NIPS, LinearNAO
     d, q = 40, 10

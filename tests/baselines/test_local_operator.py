@@ -12,7 +12,7 @@ from nips_plugin.data.fields import gaussian_random_field, lognormal_field, rand
 from nips_plugin.data.noise import add_response_noise
 from nips_plugin.data.solvers import darcy_operator, solve_darcy, solve_elasticity
 from nips_plugin.interpret.greens import darcy_greens, elasticity_greens, interior_dofs
-from nips_plugin.layers.local_operator import (LocalOperatorFit, context_cv_error, local_operator_prior,
+from nips_plugin.baselines.local_operator import (LocalOperatorFit, context_cv_error, local_operator_prior,
                                                n_unknowns, select_local_operator, stencil_offsets)
 
 
