@@ -16,7 +16,8 @@ next to in-context least squares (no learning) on the same test draws:
 import argparse
 from pathlib import Path
 
-from nips_plugin.evaluation.benchmark import PRESET_SETTINGS, complete_settings, epochs_for, least_squares_error
+from nips_plugin.evaluation.evaluate import least_squares_error
+from nips_plugin.evaluation.protocol import PRESET_SETTINGS, complete_settings, epochs_for
 from nips_plugin.training.run import load_data, train_run
 
 VARIANTS = {

@@ -22,7 +22,8 @@ def _csv(text):
 
 
 def _benchmark(args):
-    from .evaluation.benchmark import DEFAULT_MODELS, results_table, run_benchmark
+    from .evaluation.benchmark import DEFAULT_MODELS, run_benchmark
+    from .evaluation.report import results_table
     models = _csv(args.models) if args.models is not None else DEFAULT_MODELS
     results = run_benchmark(preset=args.preset, data=args.data, models=models,
                             epochs=args.epochs, device=args.device, out=args.out, seed=args.seed,

@@ -99,28 +99,15 @@ def test_least_squares_predictor_predicts_with_the_fit_not_the_noisy_span():
     assert relative(f[d:].reshape(10, -1) @ M.T, pred.reshape(10, -1)) < 1e-10
 
 
-@pytest.mark.parametrize("name", ["nips", "linear_nao"])
-def test_model_with_the_output_error_prior(name):
-    """An in-context model with ``local_operator="star/output"`` predicts ``G f`` plus its learned
-    part on noisy contexts (no exact span fit): u = M f, and with the learned part silenced it
-    is the no-learning predictor's output."""
-    import torch
-    from nips_plugin.baselines import LeastSquaresPredictor
-    from nips_plugin.layers.context import pack_context
-    from nips_plugin.models import NIPS, LinearNAO
-    d, q = 40, 10
-    f, _, noisy = noisy_darcy(0.03)
-    cls = NIPS if name == "nips" else LinearNAO
-    extra = {"n_modes": (4, 4)} if cls is NIPS else {"n_dim": 2, "input_modes": 4}
-    model = cls(in_channels=2 * d + q, out_channels=q, n_pairs=d, n_layers=1, n_heads=1, qk_channels=4,
-                context_fit="least_squares", local_operator="star/output", **extra).double()
-    x = pack_context(*(torch.tensor(a[None]) for a in (f[:d], noisy[:d], f[d:])))
-    with torch.no_grad():
-        out = model(x)
-        M = model.extract_kernel(x)
-        torch.testing.assert_close(torch.einsum("bij,bmj->bmi", M, x[:, 2 * d:].flatten(2)).reshape(out.shape),
-                                   out, rtol=1e-6, atol=1e-9 * out.abs().max())
-        for p in model.kernel_key.parameters():
-            p.zero_()
-        expected = LeastSquaresPredictor(d, local_operator="star/output").predict(f[:d], noisy[:d], f[d:])
-        assert relative(model(x)[0].numpy(), expected[:, 0]) < 1e-8
+
+def test_auto_chooses_the_output_error_fit_for_noisy_data():
+    """The zoo's choice of prior: the equation-error star on clean finite-difference data, the star
+    refined by its output error at 3% noise."""
+    from nips_plugin.data.noise import add_response_noise
+    from nips_plugin.data.tasks import TaskSet
+    from nips_plugin.training.zoo import resolve_local_operator, resolve_prior
+    systems = [noisy_darcy(0.0, n=13, seed=seed) for seed in range(4)]
+    tasks = TaskSet(np.stack([f for f, _, _ in systems]), np.stack([u for _, u, _ in systems]),
+                    split=["train"] * 4)
+    assert resolve_local_operator("auto", add_response_noise(tasks, 0.03), 40) == "star/output"
+    assert resolve_prior("auto", tasks, 40) == "star"   # clean: the exact equation-error fit

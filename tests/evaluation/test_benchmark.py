@@ -8,7 +8,8 @@ import numpy as np
 from nips_plugin.cli import main
 from nips_plugin.data.loaders import load_incontext
 from nips_plugin.layers.context import unpack_context
-from nips_plugin.evaluation.benchmark import default_sampling, run_benchmark
+from nips_plugin.evaluation.benchmark import run_benchmark
+from nips_plugin.evaluation.protocol import default_sampling
 from nips_plugin.training.run import load_data
 from nips_plugin.training.trainer import RunTrainer
 
@@ -140,7 +141,7 @@ def test_task_file_with_few_pairs(tmp_path):
 
 
 def test_epochs_per_model():
-    from nips_plugin.evaluation.benchmark import PRESET_SETTINGS, epochs_for
+    from nips_plugin.evaluation.protocol import PRESET_SETTINGS, epochs_for
     darcy = PRESET_SETTINGS["darcy"]
     assert epochs_for(darcy, "nips") == darcy["epochs"]["nips"]
     assert epochs_for(darcy, "new_model") == sorted(darcy["epochs"].values())[len(darcy["epochs"]) // 2]
@@ -172,7 +173,7 @@ def test_seeds_report_mean_and_spread(tmp_path):
 
 
 def test_budget_seconds_sets_epochs_from_a_calibration(tmp_path):
-    from nips_plugin.evaluation.benchmark import PRESET_SETTINGS, calibrate_epochs, complete_settings
+    from nips_plugin.evaluation.protocol import PRESET_SETTINGS, calibrate_epochs, complete_settings
     tasks = load_data("tiny", progress=False)
     settings, _ = complete_settings(PRESET_SETTINGS["tiny"], tasks)
     epochs, seconds = calibrate_epochs("nips", tasks, settings, budget_seconds=1.0)

@@ -36,9 +36,13 @@ def test_get_model_and_checkpoint_round_trip(arch, extra, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["nao", "linear_nao"])
-def test_zoo_builds_the_cheap_nao(name):
-    """The zoo's NAO / LinearNAO: cosine-series W^P and linear-order attention (configs.py)."""
-    model = build_model(name, ContextLayout(4, n_queries=2), 2)
+def test_zoo_rows_of_nao(name):
+    """The zoo's ``nao`` / ``linear_nao`` rows are the paper's (MLP W^P, the class's attention
+    order); ``*_enhanced`` uses the cosine-series W^P and linear-order attention."""
+    paper = build_model(name, ContextLayout(4, n_queries=2), 2)
+    assert not isinstance(paper.output_map_f, CosineKernel)
+    assert paper.attention == ("quadratic" if name == "nao" else "linear")
+    model = build_model(f"{name}_enhanced", ContextLayout(4, n_queries=2), 2)
     assert isinstance(model.output_map_f, CosineKernel) and isinstance(model.output_map_u, CosineKernel)
     assert model.attention == "linear" and all(layer.attention == "linear" for layer in model.layers)
 

@@ -1,11 +1,16 @@
-"""The zoo's rows: the enhanced in-context models and their papers' configurations."""
+"""The zoo's rows: the papers' models, their enhanced and hybrid configurations."""
+import inspect
+
 import numpy as np
 import pytest
 import torch
 
 from nips_plugin import pack_context
 from nips_plugin.layers.context import ContextLayout
-from nips_plugin.training.zoo import IN_CONTEXT_MODELS, MODELS, base_model, build_model, model_config
+from neuralop.models.base_model import BaseModel
+
+from nips_plugin.training.zoo import (ENHANCEMENTS, IN_CONTEXT_MODELS, MODELS, base_model, build_model,
+                                      model_config, resolve_prior, row_prior)
 
 
 class _Tasks:
@@ -19,34 +24,44 @@ class _Tasks:
 
 
 @pytest.mark.parametrize("name", ["nips", "nao", "linear_nao"])
-def test_paper_rows_are_the_models_without_the_enhancements(name):
+def test_model_rows_are_the_papers_models(name):
+    """``nips`` / ``nao`` / ``linear_nao`` are the classes' defaults (the papers' models) at the
+    budget's depth and width; ``*_enhanced`` adds exactly :data:`ENHANCEMENTS`; ``*_hybrid`` is
+    the enhanced model with a classical prior, the only rows with one."""
+    cls = BaseModel._models[name]
+    defaults = {k: v.default for k, v in inspect.signature(cls.__init__).parameters.items()
+                if v.default is not inspect.Parameter.empty}
     layout = ContextLayout(5, n_queries=2)
-    enhanced = model_config(name, layout, 2, tasks=_Tasks())
-    paper = model_config(f"{name}_paper", layout, 2, tasks=_Tasks())
-    assert base_model(f"{name}_paper") == name and f"{name}_paper" in IN_CONTEXT_MODELS
-    assert paper["model_arch"] == enhanced["model_arch"] == name
-    # the same enhancements for all: symmetric data -> the symmetric fit; coordinate input fields
-    assert (enhanced["context_fit"], enhanced["input_norm"]) == ("symmetric", "coordinate")
-    assert (paper["context_fit"], paper["input_norm"], paper["grid_shape"]) == ("none", "token_affine", (7, 7))
-    assert enhanced["local_operator"] is paper["local_operator"] is None
-    model = build_model(f"{name}_paper", layout, 2, tasks=_Tasks())
-    x = pack_context(torch.randn(2, 5, 1, 7, 7), torch.randn(2, 5, 1, 7, 7), torch.randn(2, 2, 1, 7, 7))
-    assert model(x).shape == (2, 2, 7, 7)
+    paper = model_config(name, layout, 2, tasks=_Tasks())
+    budget = {"n_layers", "n_heads", "qk_channels", "n_modes", "n_pairs", "in_components", "out_components",
+              "n_dim", "model_arch", "data_channels", "out_channels"}
+    assert set(paper) <= budget                       # nothing but sizes: every option is the class's default
+    enhanced = model_config(f"{name}_enhanced", layout, 2, tasks=_Tasks())
+    added = {k: v for k, v in enhanced.items() if k not in paper}
+    assert set(added) == set(ENHANCEMENTS[name]) and added["context_fit"] == "symmetric"  # symmetric data
+    # every addition is off by default
+    assert (defaults["input_norm"], defaults["context_fit"], defaults["shared_operator_modes"]) == (
+        "slab", "none", None)
+    assert defaults.get("output_map", "mlp") == "mlp" and defaults.get("attention_order") is None
+    assert model_config(f"{name}_hybrid", layout, 2, tasks=_Tasks()) == enhanced
+    assert row_prior(f"{name}_hybrid") == "auto" and row_prior(name) is row_prior(f"{name}_enhanced") is None
+    assert base_model(f"{name}_hybrid") == name and f"{name}_hybrid" in IN_CONTEXT_MODELS
     # u = K f: no exact context part, so the context is not reproduced by construction
-    context = build_model(f"{name}_paper", ContextLayout(5), 2, tasks=_Tasks())
-    assert not torch.allclose(context(x[:, :10]), x[:, 5:10], atol=1e-3)
+    model = build_model(name, ContextLayout(5), 2, tasks=_Tasks())
+    x = pack_context(torch.randn(2, 5, 1, 7, 7), torch.randn(2, 5, 1, 7, 7))
+    assert model.context_fit == "none" and not torch.allclose(model(x), x[:, 5:10], atol=1e-3)
 
 
-def test_paper_rows_need_the_grid():
-    with pytest.raises(ValueError, match="needs the tasks"):
-        model_config("nips_paper", ContextLayout(5, n_queries=2), 2)
+def test_rows_by_name():
     with pytest.raises(ValueError, match="unknown model"):
         base_model("nips_papers")
     assert "fno_oracle" in MODELS and base_model("fno_oracle") == "fno"
+    assert resolve_prior("auto", _Tasks(), 5) == "laplace"    # no local operator fits zeros
+    assert resolve_prior("star") == "star"
 
 
 def test_grid_aware_modes():
-    from nips_plugin.training.zoo import grid_modes
+    from nips_plugin.baselines import grid_modes
     assert grid_modes(12, (21, 21)) == (12, 12)
     assert grid_modes(12, (11, 11, 11)) == (5, 5, 5)        # the 2-D count of coefficients
     assert grid_modes(12, (7, 30)) == (7, 12)                # no more than an axis resolves
@@ -55,7 +70,7 @@ def test_grid_aware_modes():
     class Cube(_Tasks):
         grid_shape = (11, 11, 11)
 
-    config = model_config("nips", ContextLayout(5, n_queries=2), 3, tasks=Cube())
+    config = model_config("nips_enhanced", ContextLayout(5, n_queries=2), 3, tasks=Cube())
     assert config["n_modes"] == (5, 5, 5) and config["shared_operator_modes"] == (5, 5, 5)
-    nao = model_config("nao", ContextLayout(5, n_queries=2), 3, tasks=Cube())
+    nao = model_config("nao_enhanced", ContextLayout(5, n_queries=2), 3, tasks=Cube())
     assert nao["input_modes"] == (5, 5, 5) and nao["output_map_modes"] == (4, 4, 4)
