@@ -21,6 +21,7 @@ returns ``out`` token-major, ``[B, T_q, d_v]``.
 """
 
 import math
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -30,7 +31,9 @@ from .cosine_field import CosineField
 from .fourier_kernel import SharedSpectralFilter
 
 
-def _bmm_like(a, b, like, add=None):
+def _bmm_like(
+    a: torch.Tensor, b: torch.Tensor, like: torch.Tensor, add: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """``a @ b (+ add)`` (``[B, m, k] @ [B, k, T]``, ``add`` broadcastable to ``[B, m, T]``)
     stored like ``like`` ``[B, m, T]``: token-major when ``like`` is a transposed view of
     token-major tokens. Gradients computed this way keep the layout of their tensor, so
@@ -46,18 +49,20 @@ class _Gram(torch.autograd.Function):
     per operand), and comes out in ``x``'s layout."""
 
     @staticmethod
-    def forward(x):
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.bmm(x, x.mT), x.sum(-1, keepdim=True)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         ctx.save_for_backward(inputs[0])
 
     @staticmethod
-    def backward(ctx, grad, grad_sum):
+    def backward(ctx: Any, grad: torch.Tensor, grad_sum: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         # under autocast grad has the forward's reduced precision: match it, return x's dtype
-        return _bmm_like(grad + grad.mT, x.to(grad.dtype), x, add=grad_sum.to(grad.dtype)).to(x.dtype)
+        return _bmm_like(grad + grad.mT, x.to(grad.dtype), x, add=grad_sum.to(grad.dtype)).to(
+            x.dtype
+        )
 
 
 class _LayoutBmm(torch.autograd.Function):
@@ -69,15 +74,17 @@ class _LayoutBmm(torch.autograd.Function):
     transposed copy where it meets the others (residual sum, FFT input)."""
 
     @staticmethod
-    def forward(a, b):
+    def forward(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.bmm(a, b)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         ctx.save_for_backward(*inputs)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         a, b = ctx.saved_tensors
         grad_a = grad_b = None
         # under autocast grad has the forward's reduced precision: match it, return input dtypes
@@ -88,7 +95,9 @@ class _LayoutBmm(torch.autograd.Function):
         return grad_a, grad_b
 
 
-def value_key_product(v, key_tokens, key):
+def value_key_product(
+    v: torch.Tensor, key_tokens: torch.Tensor, key: "TokenLinear"
+) -> torch.Tensor:
     """``v K^T`` ``[B, d_v, H*dk]`` for the keys ``K = key(key_tokens)`` ``[B, H*dk, T]``.
 
     With ``K = W J + b`` (``J`` the key tokens, ``d`` features),
@@ -110,17 +119,24 @@ def value_key_product(v, key_tokens, key):
     torch.Tensor ``[B, d_v, H*dk]``
     """
     d, dv = key_tokens.shape[1], v.shape[1]
-    weight, bias = key.weight[0], key.bias[0]                    # [H*dk, d], [H*dk, 1]
+    weight, bias = key.weight[0], key.bias[0]  # [H*dk, d], [H*dk, 1]
     if dv * d < weight.shape[0] * (d + dv):
         if v is key_tokens:
-            vj, v_sum = _Gram.apply(v)                           # [B, d, d], [B, d, 1]
+            vj, v_sum = _Gram.apply(v)  # [B, d, d], [B, d, 1]
         else:
             vj, v_sum = torch.bmm(v, key_tokens.mT), v.sum(-1, keepdim=True)
         return torch.matmul(vj, weight.T) + v_sum * bias.T
     return torch.bmm(v, key(key_tokens).mT)
 
 
-def nonlocal_attention(q, key_tokens, v, key, scale, order="linear"):
+def nonlocal_attention(
+    q: torch.Tensor,
+    key_tokens: torch.Tensor,
+    v: torch.Tensor,
+    key: "TokenLinear",
+    scale: float,
+    order: str = "linear",
+) -> torch.Tensor:
     """Un-normalised attention ``out = s * sum_h (v K_h^T) q_h`` with keys ``K = key(key_tokens)``.
 
     Heads are stacked along the ``H*dk`` rows of ``q`` and ``K``, so one
@@ -144,18 +160,20 @@ def nonlocal_attention(q, key_tokens, v, key, scale, order="linear"):
     """
     if order == "quadratic":
         return quadratic_attention(q, key(key_tokens), v, scale)
-    vk = scale * value_key_product(v, key_tokens, key)            # small
+    vk = scale * value_key_product(v, key_tokens, key)  # small
     # token-major output; the gradient of q stays channel-first for the Fourier filter
     return _LayoutBmm.apply(q.mT, vk.mT)
 
 
-def attention_matrix(q, k, scale):
+def attention_matrix(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
     """The explicit head-summed attention ``A = s * sum_h q_h^T k_h``, ``[B, T_q, T_k]``."""
     # scale the small factor, so that only one T_q x T_k tensor is ever formed
     return torch.bmm((scale * q).mT, k)
 
 
-def quadratic_attention(q, k, v, scale):
+def quadratic_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
+) -> torch.Tensor:
     """Quadratic-order attention (NAO): ``A = s q^T k`` then ``out = A v^T`` ``[B, T_q, d_v]``,
     the linear order's result at ``O(T_q T_k)`` memory; ``A`` is the only
     ``T_q x T_k`` tensor kept for the backward pass."""
@@ -178,27 +196,35 @@ class TokenLinear(nn.Module):
     groups : int, default 1
     """
 
-    def __init__(self, in_features, out_features, groups=1):
+    def __init__(self, in_features: int, out_features: int, groups: int = 1) -> None:
         super().__init__()
         self.groups = groups
         bound = 1.0 / math.sqrt(in_features)  # nn.Linear's default initialisation
-        self.weight = nn.Parameter(torch.empty(groups, out_features, in_features).uniform_(-bound, bound))
+        self.weight = nn.Parameter(
+            torch.empty(groups, out_features, in_features).uniform_(-bound, bound)
+        )
         self.bias = nn.Parameter(torch.empty(groups, out_features, 1).uniform_(-bound, bound))
 
-    def project(self, x):
+    def project(self, x: torch.Tensor) -> torch.Tensor:
         """The weight alone, ``W x`` (no bias), ``[B, (G,) in, T] -> [B, G*out, T]``."""
         if self.groups == 1:
             # torch.matmul would fold the batch of a transposed view of x, i.e. copy it
             return _LayoutBmm.apply(self.weight[0].expand(x.shape[0], -1, -1), x)
         return torch.matmul(self.weight, x).flatten(1, 2)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.groups == 1:
             return self.project(x) + self.bias[0]
         return (torch.matmul(self.weight, x) + self.bias).flatten(1, 2)
 
 
-def filtered_queries(tokens, grid_shape, spectral_filter, query, n_sources=None):
+def filtered_queries(
+    tokens: torch.Tensor,
+    grid_shape: Sequence[int],
+    spectral_filter: SharedSpectralFilter,
+    query: TokenLinear,
+    n_sources: Optional[int] = None,
+) -> torch.Tensor:
     """Queries ``W_Q F(J) + b`` of tokens ``J`` with a :class:`SharedSpectralFilter` ``F``.
 
     ``F`` acts on every channel alike, so ``W_Q F(J) = F(W_Q J)``: with one
@@ -227,7 +253,9 @@ def filtered_queries(tokens, grid_shape, spectral_filter, query, n_sources=None)
         p = query.project(tokens)
         q = spectral_filter(p.view(B, p.shape[1], -1, *grid_shape), n_sources=n_sources)
         return q.reshape(B, p.shape[1], -1) + query.bias[0]
-    Jq = spectral_filter(tokens.reshape(B, d, -1, *grid_shape), n_sources=n_sources)  # [B, d, G*C_out, *grid]
+    Jq = spectral_filter(
+        tokens.reshape(B, d, -1, *grid_shape), n_sources=n_sources
+    )  # [B, d, G*C_out, *grid]
     if groups > 1:
         return query(Jq.view(B, d, groups, -1).transpose(1, 2))
     return query(Jq.reshape(B, d, -1))
@@ -261,7 +289,14 @@ class SlabNorm(nn.Module):
     eps : float, default 1e-5
     """
 
-    def __init__(self, n_features, n_tokens=None, n_blocks=None, n_modes=None, eps=1e-5):
+    def __init__(
+        self,
+        n_features: int,
+        n_tokens: Optional[int] = None,
+        n_blocks: Optional[int] = None,
+        n_modes: Optional[Sequence[int]] = None,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.n_tokens, self.n_blocks, self.eps = n_tokens, n_blocks, eps
         if n_modes is not None:
@@ -275,20 +310,24 @@ class SlabNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(shape))
         self.bias = nn.Parameter(torch.zeros(shape))
 
-    def _token_fields(self, grid_shape):
+    def _token_fields(self, grid_shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The coordinate fields as token-major ``[T, d]`` weight and bias."""
-        def tokens(field):
+
+        def tokens(field: CosineField) -> torch.Tensor:
             values = field(grid_shape).reshape(self.n_blocks, -1, math.prod(grid_shape))
             return values.transpose(1, 2).reshape(-1, values.shape[1])
+
         return tokens(self.weight_field), tokens(self.bias_field)
 
-    def forward(self, x, grid_shape=None):
+    def forward(self, x: torch.Tensor, grid_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Normalise token-major ``x`` ``[B, T, d]`` (``grid_shape``: for coordinate fields)."""
         if self.n_blocks:
             weight, bias = self._token_fields(grid_shape)
             return torch.addcmul(bias, F.layer_norm(x, tuple(x.shape[1:]), eps=self.eps), weight)
         if self.n_tokens is None:
-            return torch.addcmul(self.bias, F.layer_norm(x, tuple(x.shape[1:]), eps=self.eps), self.weight)
+            return torch.addcmul(
+                self.bias, F.layer_norm(x, tuple(x.shape[1:]), eps=self.eps), self.weight
+            )
         if x.shape[1] != self.n_tokens:
             raise ValueError(
                 f"this model's input normalisation has a per-token affine for {self.n_tokens} "
@@ -325,20 +364,35 @@ class NonlocalAttentionLayer(nn.Module):
         layer; ties the layer to one grid).
     """
 
-    def __init__(self, n_features, n_blocks, n_heads, qk_channels, attention="linear",
-                 n_modes=None, filter_per_head=False, norm_tokens=None):
+    def __init__(
+        self,
+        n_features: int,
+        n_blocks: int,
+        n_heads: int,
+        qk_channels: int,
+        attention: str = "linear",
+        n_modes: Optional[Sequence[int]] = None,
+        filter_per_head: bool = False,
+        norm_tokens: Optional[int] = None,
+    ) -> None:
         super().__init__()
         self.n_heads, self.qk_channels = n_heads, qk_channels
         groups = n_heads if (filter_per_head and n_modes is not None) else 1
-        self.filter = SharedSpectralFilter(n_blocks, n_modes, groups=groups) if n_modes is not None else None
+        self.filter = (
+            SharedSpectralFilter(n_blocks, n_modes, groups=groups) if n_modes is not None else None
+        )
         self.query = TokenLinear(n_features, n_heads * qk_channels // groups, groups=groups)
         self.key = TokenLinear(n_features, n_heads * qk_channels)
-        self.norm = nn.LayerNorm(n_features) if norm_tokens is None else SlabNorm(n_features, norm_tokens)
+        self.norm = (
+            nn.LayerNorm(n_features) if norm_tokens is None else SlabNorm(n_features, norm_tokens)
+        )
         if attention not in ORDERS:
             raise ValueError(f"attention must be one of {ORDERS}, got {attention!r}")
         self.attention = attention
 
-    def forward(self, J, grid_shape, quadrature):
+    def forward(
+        self, J: torch.Tensor, grid_shape: Sequence[int], quadrature: float
+    ) -> torch.Tensor:
         """Token-major ``J`` ``[B, T, d]`` with ``T = C * prod(grid_shape)`` -> same shape."""
         # one channel-first view for every use: their gradients (kept in this layout by
         # _LayoutBmm and _Gram) are summed contiguously and transposed back as a view

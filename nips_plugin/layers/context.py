@@ -14,6 +14,7 @@ Channels are pair-major: channel ``j*c + k`` is pair ``j``, component ``k``.
 """
 
 from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 
@@ -40,17 +41,17 @@ class ContextLayout:
     n_queries: int = 0
 
     @property
-    def in_channels(self):
+    def in_channels(self) -> int:
         """Channels of the packed input ``x``."""
         d, cf, cu, q = self.n_pairs, self.in_components, self.out_components, self.n_queries
         return d * (cf + cu) + q * cf
 
     @property
-    def out_channels(self):
+    def out_channels(self) -> int:
         """Channels of the model output: ``q*c_u``, or ``d*c_u`` when ``q = 0``."""
         return (self.n_queries or self.n_pairs) * self.out_components
 
-    def describe(self):
+    def describe(self) -> str:
         d, cf, cu, q = self.n_pairs, self.in_components, self.out_components, self.n_queries
         return (
             f"{d} context pairs x ({cf} input + {cu} response components) "
@@ -58,10 +59,15 @@ class ContextLayout:
         )
 
     @classmethod
-    def from_channels(cls, channels, n_pairs, in_components=1, out_components=1):
+    def from_channels(
+        cls, channels: int, n_pairs: int, in_components: int = 1, out_components: int = 1
+    ) -> "ContextLayout":
         """Infer the number of queries from a channel count, or raise a clear error."""
-        for name, value in (("n_pairs", n_pairs), ("in_components", in_components),
-                            ("out_components", out_components)):
+        for name, value in (
+            ("n_pairs", n_pairs),
+            ("in_components", in_components),
+            ("out_components", out_components),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         base = n_pairs * (in_components + out_components)
@@ -76,7 +82,7 @@ class ContextLayout:
         return cls(n_pairs, in_components, out_components, extra // in_components)
 
 
-def _check_fields(name, t, n_lead_dims=2):
+def _check_fields(name: str, t: Any, n_lead_dims: int = 2) -> None:
     if not torch.is_tensor(t):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.ndim < n_lead_dims + 2:
@@ -86,7 +92,9 @@ def _check_fields(name, t, n_lead_dims=2):
         )
 
 
-def pack_context(f_ctx, u_ctx, f_query=None):
+def pack_context(
+    f_ctx: torch.Tensor, u_ctx: torch.Tensor, f_query: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Pack context pairs (and optional query inputs) into one channel tensor.
 
     Parameters
@@ -123,7 +131,9 @@ def pack_context(f_ctx, u_ctx, f_query=None):
     return torch.cat(parts, dim=1)
 
 
-def unpack_context(x, n_pairs, in_components=1, out_components=1):
+def unpack_context(
+    x: torch.Tensor, n_pairs: int, in_components: int = 1, out_components: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inverse of :func:`pack_context`.
 
     Parameters
@@ -143,17 +153,20 @@ def unpack_context(x, n_pairs, in_components=1, out_components=1):
     B, _, *grid = x.shape
     d, cf, cu, q = n_pairs, in_components, out_components, layout.n_queries
     f_ctx, u_ctx, f_query = torch.split(x, [d * cf, d * cu, q * cf], dim=1)
-    return (f_ctx.reshape(B, d, cf, *grid), u_ctx.reshape(B, d, cu, *grid),
-            f_query.reshape(B, q, cf, *grid))
+    return (
+        f_ctx.reshape(B, d, cf, *grid),
+        u_ctx.reshape(B, d, cu, *grid),
+        f_query.reshape(B, q, cf, *grid),
+    )
 
 
-def pack_responses(u):
+def pack_responses(u: torch.Tensor) -> torch.Tensor:
     """Pack response functions ``[B, n, c_u, *grid]`` into ``[B, n*c_u, *grid]``."""
     _check_fields("u", u)
     return u.reshape(u.shape[0], -1, *u.shape[3:])
 
 
-def unpack_responses(y, out_components=1):
+def unpack_responses(y: torch.Tensor, out_components: int = 1) -> torch.Tensor:
     """Inverse of :func:`pack_responses`: ``[B, n*c_u, *grid] -> [B, n, c_u, *grid]``."""
     if y.shape[1] % out_components:
         raise ValueError(

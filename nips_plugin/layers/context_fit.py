@@ -58,6 +58,7 @@ symmetric to round-off, so the denoised fit is the exact fit to round-off.
 """
 
 import functools
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -65,18 +66,22 @@ import torch
 MODES = ("none", "least_squares", "symmetric")
 
 
-def _full_precision(method):
+def _full_precision(method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """Run ``method`` outside autocast, on tensors in the fit's dtype: the exact part stays
     exact under mixed precision (a bf16 basis would be orthonormal to 1e-2 only)."""
+
     @functools.wraps(method)
-    def wrapper(self, *tensors, **named):
+    def wrapper(
+        self: "ContextFit", *tensors: Optional[torch.Tensor], **named: Optional[torch.Tensor]
+    ) -> torch.Tensor:
         cast = lambda t: None if t is None else t.to(self.basis.dtype)  # noqa: E731
         with torch.autocast(self.basis.device.type, enabled=False):
             return method(self, *map(cast, tensors), **{k: cast(t) for k, t in named.items()})
+
     return wrapper
 
 
-def antisymmetry_noise_variance(F, U):
+def antisymmetry_noise_variance(F: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     r"""Noise variance per response value of a context of a *symmetric* operator, from its Gram matrix.
 
     ``F``, ``U`` ``[..., d, n]`` (pairs as rows): :math:`A = F U^\top` is symmetric for
@@ -86,7 +91,9 @@ def antisymmetry_noise_variance(F, U):
     the operator itself (a non-symmetric law, loads sampled off the grid) counts as noise.
     """
     A = F @ U.mT
-    return (A - A.mT).square().sum((-2, -1)) / (2 * max(A.shape[-1] - 1, 1) * F.square().sum((-2, -1)))
+    return (A - A.mT).square().sum((-2, -1)) / (
+        2 * max(A.shape[-1] - 1, 1) * F.square().sum((-2, -1))
+    )
 
 
 class ContextFit:
@@ -122,7 +129,14 @@ class ContextFit:
     ``noise_variance`` ``[B]`` (float64) the estimated ``sigma^2`` (zeros without).
     """
 
-    def __init__(self, f_ctx, u_ctx, mode="least_squares", rcond=1e-6, denoise=True):
+    def __init__(
+        self,
+        f_ctx: torch.Tensor,
+        u_ctx: torch.Tensor,
+        mode: str = "least_squares",
+        rcond: float = 1e-6,
+        denoise: bool = True,
+    ) -> None:
         if mode not in MODES[1:]:
             raise ValueError(f"mode must be one of {MODES[1:]}, got {mode!r}")
         if mode == "symmetric" and f_ctx.shape[-1] != u_ctx.shape[-1]:
@@ -135,43 +149,47 @@ class ContextFit:
             F, U = f_ctx.double(), u_ctx.double()
             lam, V = torch.linalg.eigh(F @ F.mT)
             keep = lam > rcond**2 * lam[..., -1:]
-            W = (V * (torch.where(keep, lam, 1.0).rsqrt() * keep)[..., None, :]).to(f_ctx.dtype)  # [B, d, d]
-            self.basis = f_ctx.mT @ W                               # [B, n_f, d], orthonormal
-            self.responses = W.mT @ u_ctx.to(f_ctx.dtype)           # [B, d, n_u]
+            W = (V * (torch.where(keep, lam, 1.0).rsqrt() * keep)[..., None, :]).to(
+                f_ctx.dtype
+            )  # [B, d, d]
+            self.basis = f_ctx.mT @ W  # [B, n_f, d], orthonormal
+            self.responses = W.mT @ u_ctx.to(f_ctx.dtype)  # [B, d, n_u]
             self.noise_variance = torch.zeros(F.shape[:-2], dtype=F.dtype, device=F.device)
             phi = keep.double()
             if denoise and mode == "symmetric":
                 self.noise_variance = antisymmetry_noise_variance(F, U)
-                energy = (V.mT @ U).square().sum(-1)                # ||v_i^T U||^2, [B, d]
+                energy = (V.mT @ U).square().sum(-1)  # ||v_i^T U||^2, [B, d]
                 noise = U.shape[-1] * self.noise_variance[..., None]
-                phi = phi * (1 - noise / energy.clamp_min(torch.finfo(energy.dtype).tiny)).clamp(0, 1)
+                phi = phi * (1 - noise / energy.clamp_min(torch.finfo(energy.dtype).tiny)).clamp(
+                    0, 1
+                )
             self.weights = phi.to(f_ctx.dtype)
 
     @_full_precision
-    def coefficients(self, f):
+    def coefficients(self, f: torch.Tensor) -> torch.Tensor:
         """Coordinates of ``f`` ``[B, m, n_f]`` in the orthonormal basis of the span, ``[B, m, d]``."""
         return f @ self.basis
 
     @_full_precision
-    def residual(self, f):
+    def residual(self, f: torch.Tensor) -> torch.Tensor:
         """``r = f - P_phi f`` ``[B, m, n_f]``: the part of ``f`` the context does not fix
         (``f - P f``, the part outside its span, without denoising)."""
         return f - (self.coefficients(f) * self.weights[:, None]) @ self.basis.mT
 
     @_full_precision
-    def predict(self, f, learned=None):
+    def predict(self, f: torch.Tensor, learned: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The prediction for inputs ``f`` ``[B, m, n_f]``, given ``learned = K r`` ``[B, m, n_u]``
         (the learned kernel applied to :meth:`residual`; None for least squares alone)."""
         phi = self.weights[:, None]
-        u = (self.coefficients(f) * phi) @ self.responses          # a U
+        u = (self.coefficients(f) * phi) @ self.responses  # a U
         if self.mode == "symmetric":
             r = self.residual(f)
             u = u + ((r @ self.responses.mT) * phi) @ self.basis.mT  # F^{+T} U r, as rows
             if learned is not None:
-                learned = self.residual(learned)                    # (I - P) K r
+                learned = self.residual(learned)  # (I - P) K r
         return u if learned is None else u + learned
 
-    def operator_scale(self, operator):
+    def operator_scale(self, operator: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The scale ``c`` that best matches ``c S`` to the context on its span,
         ``c = <G Q, S Q>_F / ||S Q||_F^2`` (``Q`` the span's orthonormal basis, ``G Q``
         its responses): how strong this system is relative to a shared operator ``S``,
@@ -183,13 +201,13 @@ class ContextFit:
             ``S``: rows ``[B, d, n_f] -> [B, d, n_u]``.
         """
         with torch.autocast(self.basis.device.type, enabled=False):
-            applied = operator(self.basis.mT)                         # S Q, as rows
+            applied = operator(self.basis.mT)  # S Q, as rows
             num = (applied * self.responses).sum((1, 2))
             den = (applied * applied).sum((1, 2))
             return (num / den.clamp_min(torch.finfo(den.dtype).tiny))[:, None, None]
 
     @_full_precision
-    def kernel(self, learned=None):
+    def kernel(self, learned: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The full operator matrix ``[B, n_u, n_f]`` (``u = M f``), given the learned kernel
         ``[B, n_u, n_f]`` that acts on residuals (None: the least-squares kernel ``U F^+``)."""
         n_f = self.basis.shape[1]

@@ -1,11 +1,19 @@
 """Continuous pairwise kernels ``W[i, j] = MLP(x_i, x_j)`` on node grids (NAO's ``W^P``)."""
 
+from typing import Optional, Sequence
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
-def grid_points(grid_shape, low=0.0, high=1.0, device=None, dtype=None):
+def grid_points(
+    grid_shape: Sequence[int],
+    low: float = 0.0,
+    high: float = 1.0,
+    device: Optional[torch.device] = None,
+    dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
     """Node coordinates of a tensor grid, ``[N, D]``, row-major (first index slowest)."""
     axes = [torch.linspace(low, high, n, device=device, dtype=dtype) for n in grid_shape]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(grid_shape))
@@ -40,21 +48,31 @@ class CoordinateKernel(nn.Module):
         ``j`` of the grid with its two coordinates exchanged.
     """
 
-    def __init__(self, n_dim, rows=1, cols=1, coord_range=(0.0, 1.0), transposed=False):
+    def __init__(
+        self,
+        n_dim: int,
+        rows: int = 1,
+        cols: int = 1,
+        coord_range: tuple[float, float] = (0.0, 1.0),
+        transposed: bool = False,
+    ) -> None:
         super().__init__()
         self.rows, self.cols = rows, cols
         self.coord_range = tuple(coord_range)
         self.transposed = bool(transposed)
         self.layers = nn.Sequential(
-            nn.Linear(2 * n_dim, 32), nn.LeakyReLU(), nn.Linear(32, 64), nn.LeakyReLU(),
+            nn.Linear(2 * n_dim, 32),
+            nn.LeakyReLU(),
+            nn.Linear(32, 64),
+            nn.LeakyReLU(),
             nn.Linear(64, rows * cols),
         )
 
-    def _points(self, grid_shape):
+    def _points(self, grid_shape: Sequence[int]) -> torch.Tensor:
         w = self.layers[0].weight
         return grid_points(grid_shape, *self.coord_range, device=w.device, dtype=w.dtype)
 
-    def _columns(self, points, targets, swap):
+    def _columns(self, points: torch.Tensor, targets: torch.Tensor, swap: bool) -> torch.Tensor:
         """Kernel columns of the output points ``targets`` ``[n, D]``: ``[a*N, b*n]``."""
         N, n = points.shape[0], targets.shape[0]
         # the first Linear acts on the concatenation [x, y]: W [x, y] + b = (W_x x + b) + W_y y,
@@ -71,17 +89,25 @@ class CoordinateKernel(nn.Module):
         out = self.layers[1:](h).view(N, n, self.rows, self.cols)
         return out.permute(2, 0, 3, 1).reshape(self.rows * N, self.cols * n)
 
-    def _contract_columns(self, values, points, targets, swap):
+    def _contract_columns(
+        self, values: torch.Tensor, points: torch.Tensor, targets: torch.Tensor, swap: bool
+    ) -> torch.Tensor:
         return torch.matmul(values, self._columns(points, targets, swap))
 
-    def forward(self, grid_shape, swap=False):
+    def forward(self, grid_shape: Sequence[int], swap: bool = False) -> torch.Tensor:
         """The kernel matrix ``[a*N, b*N]``, ``W[(r, i), (c, j)] = MLP(x_i, x_j)[r*b + c]``
         (component-major, grid row-major); with ``swap`` the MLP sees ``(x_j, x_i)``
         (with ``transposed``, the second argument's coordinates reversed in either case)."""
         points = self._points(grid_shape)
         return self._columns(points, points, swap)
 
-    def contract(self, values, grid_shape, swap=False, chunk_bytes=2**28):
+    def contract(
+        self,
+        values: torch.Tensor,
+        grid_shape: Sequence[int],
+        swap: bool = False,
+        chunk_bytes: int = 2**28,
+    ) -> torch.Tensor:
         """``values @ W`` without forming ``W`` (named so as not to shadow ``nn.Module.apply``).
 
         Output points are taken in chunks whose MLP activations take about
@@ -111,9 +137,11 @@ class CoordinateKernel(nn.Module):
         recompute = torch.is_grad_enabled()
         outs = []
         for start in range(0, N, chunk):
-            targets = points[start:start + chunk]
+            targets = points[start : start + chunk]
             if recompute:
-                out = checkpoint(self._contract_columns, values, points, targets, swap, use_reentrant=False)
+                out = checkpoint(
+                    self._contract_columns, values, points, targets, swap, use_reentrant=False
+                )
             else:
                 out = self._contract_columns(values, points, targets, swap)
             outs.append(out.unflatten(-1, (self.cols, -1)))

@@ -14,12 +14,18 @@ grid).
 """
 
 import math
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 
-def cosine_basis(n, n_modes, device=None, dtype=None):
+def cosine_basis(
+    n: int,
+    n_modes: int,
+    device: Optional[torch.device] = None,
+    dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
     """``cos(pi k x_j)`` on the nodes ``x_j = j / (n - 1)``, ``[n, n_modes]``."""
     x = torch.linspace(0.0, 1.0, n, device=device, dtype=dtype)
     k = torch.arange(n_modes, device=device, dtype=dtype)
@@ -39,14 +45,14 @@ class CosineField(nn.Module):
         Initial value of every field (the ``k = 0`` coefficient; the others start at 0).
     """
 
-    def __init__(self, n_fields, n_modes, constant=0.0):
+    def __init__(self, n_fields: int, n_modes: Sequence[int], constant: float = 0.0) -> None:
         super().__init__()
         self.n_modes = tuple(n_modes)
         coefficients = torch.zeros(n_fields, *self.n_modes)
         coefficients[(slice(None),) + (0,) * len(self.n_modes)] = constant
         self.coefficients = nn.Parameter(coefficients)
 
-    def forward(self, grid_shape):
+    def forward(self, grid_shape: Sequence[int]) -> torch.Tensor:
         """The fields on the node grid, ``[C, *grid_shape]``."""
         if len(grid_shape) != len(self.n_modes):
             raise ValueError(f"this field is {len(self.n_modes)}-D, got grid {tuple(grid_shape)}")
@@ -54,6 +60,6 @@ class CosineField(nn.Module):
         for n, m in zip(grid_shape, self.n_modes):
             # contract the leading mode dimension; the grid dimension goes last, so after D
             # steps the layout is [C, n_1, ..., n_D]
-            basis = cosine_basis(n, m, device=out.device, dtype=out.dtype)      # [n, m]
-            out = torch.tensordot(out, basis, dims=([1], [1]))                   # [C, ..., n]
+            basis = cosine_basis(n, m, device=out.device, dtype=out.dtype)  # [n, m]
+            out = torch.tensordot(out, basis, dims=([1], [1]))  # [C, ..., n]
         return out

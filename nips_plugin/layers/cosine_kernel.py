@@ -13,6 +13,7 @@ kernel of the coordinates costs its activations on all ``N^2`` point pairs.
 """
 
 import functools
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -43,7 +44,7 @@ class CosineKernel(nn.Module):
     factor), a random smooth kernel like the MLP's at initialisation.
     """
 
-    def __init__(self, n_modes, rows=1, cols=1):
+    def __init__(self, n_modes: Sequence[int], rows: int = 1, cols: int = 1) -> None:
         super().__init__()
         self.n_modes = tuple(int(m) for m in n_modes)
         if not self.n_modes or min(self.n_modes) < 1:
@@ -53,26 +54,31 @@ class CosineKernel(nn.Module):
         self.coefficients = nn.Parameter(torch.randn(rows, M, cols, M) / M)
 
     @property
-    def n_basis(self):
+    def n_basis(self) -> int:
         """``M = prod_i m_i``, the basis functions per argument."""
         return functools.reduce(int.__mul__, self.n_modes, 1)
 
-    def basis(self, grid_shape):
+    def basis(self, grid_shape: Sequence[int]) -> torch.Tensor:
         """``Phi[j, k] = phi_k(x_j)`` on the node grid (row-major nodes and modes), ``[N, M]``."""
         if len(grid_shape) != len(self.n_modes):
             raise ValueError(f"this kernel is {len(self.n_modes)}-D, got grid {tuple(grid_shape)}")
         c = self.coefficients
         # row-major on both sides: kron(B_1, B_2)[(i1, i2), (k1, k2)] = B_1[i1, k1] B_2[i2, k2]
-        return functools.reduce(torch.kron, [cosine_basis(n, m, device=c.device, dtype=c.dtype)
-                                             for n, m in zip(grid_shape, self.n_modes)])
+        return functools.reduce(
+            torch.kron,
+            [
+                cosine_basis(n, m, device=c.device, dtype=c.dtype)
+                for n, m in zip(grid_shape, self.n_modes)
+            ],
+        )
 
-    def _coefficient_matrix(self, swap):
+    def _coefficient_matrix(self, swap: bool) -> torch.Tensor:
         """``C`` as an ``[a M, b M]`` matrix; with ``swap`` that of ``W(y, x)``, whose rows
         take the basis index of the second argument."""
         c = self.coefficients.permute(0, 3, 2, 1) if swap else self.coefficients
         return c.reshape(self.rows * self.n_basis, self.cols * self.n_basis)
 
-    def forward(self, grid_shape, swap=False):
+    def forward(self, grid_shape: Sequence[int], swap: bool = False) -> torch.Tensor:
         """The kernel matrix ``[a*N, b*N]``, ``W[(r, i), (c, j)] = W(x_i, x_j)[r, c]``
         (component-major, grid row-major); with ``swap``, ``W(x_j, x_i)[r, c]``."""
         phi = self.basis(grid_shape)
@@ -80,7 +86,9 @@ class CosineKernel(nn.Module):
         W = torch.einsum("ik,rkcl,jl->ricj", phi, C, phi)
         return W.reshape(self.rows * phi.shape[0], self.cols * phi.shape[0])
 
-    def contract(self, values, grid_shape, swap=False):
+    def contract(
+        self, values: torch.Tensor, grid_shape: Sequence[int], swap: bool = False
+    ) -> torch.Tensor:
         """``values @ W`` as ``((values Phi) C) Phi^T``, never forming ``W``.
 
         Parameters
@@ -94,7 +102,7 @@ class CosineKernel(nn.Module):
         -------
         torch.Tensor ``[..., b*N]``
         """
-        phi = self.basis(grid_shape)                                        # [N, M]
+        phi = self.basis(grid_shape)  # [N, M]
         spectral = torch.matmul(values.unflatten(-1, (self.rows, -1)), phi)  # [..., a, M]
         spectral = torch.matmul(spectral.flatten(-2), self._coefficient_matrix(swap))
         return torch.matmul(spectral.unflatten(-1, (self.cols, -1)), phi.T).flatten(-2)

@@ -17,12 +17,15 @@ NIPS's Fourier kernel, one multiplier per token block shared by all channels.
 
 import math
 from itertools import product
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
 
-def kept_mode_slices(spectrum_sizes, weight_modes, n_real_dims=1):
+def kept_mode_slices(
+    spectrum_sizes: Sequence[Sequence[int]], weight_modes: Sequence[int], n_real_dims: int = 1
+) -> list[tuple[tuple[slice, ...], ...]]:
     """Slices that pair kept Fourier modes between spectra and a centred weight.
 
     Parameters
@@ -67,7 +70,14 @@ def kept_mode_slices(spectrum_sizes, weight_modes, n_real_dims=1):
 MATMUL_DFT_MAX_BINS = 32
 
 
-def real_dft_basis(n, m, norm="forward", inverse=False, device=None, dtype=torch.float32):
+def real_dft_basis(
+    n: int,
+    m: int,
+    norm: str = "forward",
+    inverse: bool = False,
+    device: Optional[torch.device] = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """The one-sided real DFT of length ``n`` restricted to bins ``0..m-1``, as a real matrix.
 
     Complex values are interleaved (real, imaginary), as ``torch.view_as_real`` lays them out.
@@ -87,12 +97,12 @@ def real_dft_basis(n, m, norm="forward", inverse=False, device=None, dtype=torch
     """
     j = torch.arange(n, device=device)
     k = torch.arange(m, device=device)
-    angle = (2 * math.pi / n) * (torch.outer(j, k) % n).to(torch.float64)   # [n, m], exact reduction
+    angle = (2 * math.pi / n) * (torch.outer(j, k) % n).to(torch.float64)  # [n, m], exact reduction
     cos, sin = torch.cos(angle), torch.sin(angle)
     if not inverse:
-        scale = {"forward": 1.0 / n, "backward": 1.0, "ortho": n ** -0.5}[norm]
+        scale = {"forward": 1.0 / n, "backward": 1.0, "ortho": n**-0.5}[norm]
         return (scale * torch.stack([cos, -sin], -1)).reshape(n, 2 * m).to(dtype)
-    scale = {"forward": 1.0, "backward": 1.0 / n, "ortho": n ** -0.5}[norm]
+    scale = {"forward": 1.0, "backward": 1.0 / n, "ortho": n**-0.5}[norm]
     # a bin other than 0 and the Nyquist bin stands for a conjugate pair
     weight = torch.full((m, 1), 2.0 * scale, dtype=torch.float64, device=device)
     weight[0] = scale
@@ -112,15 +122,15 @@ class _OneSidedRFFT(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x, m, norm):
+    def forward(x: torch.Tensor, m: int, norm: str) -> torch.Tensor:
         return torch.fft.rfft(x, dim=-1, norm=norm)[..., :m]
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         ctx.n, ctx.norm = inputs[0].shape[-1], inputs[2]
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         n, m = ctx.n, grad.shape[-1]
         # forward scale s of rfft over backward scale t of irfft, per norm
         ratio = {"forward": 1.0 / n, "backward": float(n), "ortho": 1.0}[ctx.norm]
@@ -179,15 +189,27 @@ class SharedSpectralFilter(nn.Module):
     fft_norm : str, default "forward"
     """
 
-    def __init__(self, n_blocks, n_modes, groups=1, init_std=0.5, fft_norm="forward"):
+    def __init__(
+        self,
+        n_blocks: int,
+        n_modes: Sequence[int],
+        groups: int = 1,
+        init_std: float = 0.5,
+        fft_norm: str = "forward",
+    ) -> None:
         super().__init__()
         n_modes = tuple(n_modes)
-        self.n_blocks, self.groups, self.n_modes, self.fft_norm = n_blocks, groups, n_modes, fft_norm
+        self.n_blocks, self.groups, self.n_modes, self.fft_norm = (
+            n_blocks,
+            groups,
+            n_modes,
+            fft_norm,
+        )
         self.order = len(n_modes)
         shape = (groups * n_blocks, *n_modes[:-1], n_modes[-1] // 2 + 1)
         self.weight = nn.Parameter(init_std * torch.randn(shape, dtype=torch.cfloat))
 
-    def forward(self, x, n_sources=None):
+    def forward(self, x: torch.Tensor, n_sources: Optional[int] = None) -> torch.Tensor:
         """Filter ``x`` ``[..., C_in, *grid]`` into ``[..., G*C_out, *grid]`` (group-major).
 
         Parameters
@@ -207,15 +229,15 @@ class SharedSpectralFilter(nn.Module):
         if n_in != self.n_blocks and (n_sources is None or n_in != n_sources):
             raise ValueError(f"expected {self.n_blocks} token blocks, got shape {tuple(x.shape)}")
         spectrum = self._spectrum(x)
-        multiplier = self.multiplier(grid)                       # [G, C, *spec]
+        multiplier = self.multiplier(grid)  # [G, C, *spec]
         if n_sources is None:
-            out = spectrum.unsqueeze(-D - 2) * multiplier        # [..., G, C, *spec]
+            out = spectrum.unsqueeze(-D - 2) * multiplier  # [..., G, C, *spec]
         else:
             spectrum = spectrum.unflatten(-D - 1, (n_sources, -1)).unsqueeze(-D - 3)
             out = (spectrum * multiplier.unflatten(1, (n_sources, -1))).sum(-D - 2)
         return self._inverse(out, grid).flatten(-D - 2, -D - 1)
 
-    def _spectrum(self, x):
+    def _spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """Kept columns of the (r)FFT of ``x`` over the grid, ``[..., C, *grid[:-1], m]``."""
         if x.dtype in (torch.float16, torch.bfloat16):
             x = x.float()
@@ -231,31 +253,34 @@ class SharedSpectralFilter(nn.Module):
             out = torch.fft.fftn(out, dim=tuple(range(-self.order, -1)), norm=self.fft_norm)
         return out
 
-    def _inverse(self, spectrum, grid_shape):
+    def _inverse(self, spectrum: torch.Tensor, grid_shape: Sequence[int]) -> torch.Tensor:
         """Real field on ``grid_shape`` from kept spectrum columns (inverse of :meth:`_spectrum`)."""
         if self.order > 1:
-            spectrum = torch.fft.ifftn(spectrum, dim=tuple(range(-self.order, -1)), norm=self.fft_norm)
+            spectrum = torch.fft.ifftn(
+                spectrum, dim=tuple(range(-self.order, -1)), norm=self.fft_norm
+            )
         n, m = grid_shape[-1], spectrum.shape[-1]
         if m > MATMUL_DFT_MAX_BINS:
             return torch.fft.irfft(spectrum, n=n, dim=-1, norm=self.fft_norm)
-        basis = real_dft_basis(n, m, self.fft_norm, inverse=True, device=spectrum.device,
-                               dtype=spectrum.real.dtype)
+        basis = real_dft_basis(
+            n, m, self.fft_norm, inverse=True, device=spectrum.device, dtype=spectrum.real.dtype
+        )
         with torch.autocast(spectrum.device.type, enabled=False):
             return torch.view_as_real(spectrum).flatten(-2) @ basis
 
-    def multiplier(self, grid_shape):
+    def multiplier(self, grid_shape: Sequence[int]) -> torch.Tensor:
         """The multiplier in FFT order on the kept spectrum columns, ``[G, C, *grid[:-1], m]``.
 
         Non-last dimensions have their full FFT length (frequencies beyond the
         kept modes are zero); the last one holds the ``m`` kept real-FFT bins.
         Built from the weight by slicing and concatenation (differentiable).
         """
-        w = self.weight                              # [G*C, *M], centred
+        w = self.weight  # [G*C, *M], centred
         for axis, n in enumerate(grid_shape[:-1], start=1):
             M = w.shape[axis]
             m = min(M, n)
             n_neg, centre = m // 2, M // 2
-            parts = [w.narrow(axis, centre, m - n_neg)]          # frequencies 0 .. m-n_neg-1
+            parts = [w.narrow(axis, centre, m - n_neg)]  # frequencies 0 .. m-n_neg-1
             if n > m:
                 shape = list(w.shape)
                 shape[axis] = n - m
@@ -263,10 +288,10 @@ class SharedSpectralFilter(nn.Module):
             if n_neg:
                 parts.append(w.narrow(axis, centre - n_neg, n_neg))  # frequencies -n_neg .. -1
             w = torch.cat(parts, axis)
-        w = w[..., :min(w.shape[-1], grid_shape[-1] // 2 + 1)]
+        w = w[..., : min(w.shape[-1], grid_shape[-1] // 2 + 1)]
         return w.view(self.groups, self.n_blocks, *w.shape[1:])
 
-    def full_multiplier(self, grid_shape):
+    def full_multiplier(self, grid_shape: Sequence[int]) -> torch.Tensor:
         """The multiplier on the full real-FFT grid of ``grid_shape``, ``[G*C, *fft_size]``.
 
         Zero on the discarded modes; used to check the filter against a direct FFT
@@ -274,11 +299,11 @@ class SharedSpectralFilter(nn.Module):
         """
         kept = self.multiplier(grid_shape).flatten(0, 1)
         full = kept.new_zeros(*kept.shape[:-1], grid_shape[-1] // 2 + 1)
-        full[..., :kept.shape[-1]] = kept
+        full[..., : kept.shape[-1]] = kept
         return full
 
     @torch.no_grad()
-    def load_full_multiplier(self, full):
+    def load_full_multiplier(self, full: torch.Tensor) -> None:
         """Set the weights from a full real-FFT-grid multiplier ``[G*C, *fft_size]``
         (inverse of :meth:`full_multiplier` on the kept modes)."""
         weight = self.weight

@@ -16,12 +16,18 @@ Its discrete matrix is symmetric when ``W`` is symmetric in the components.
 """
 
 import math
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 
-def sine_basis(n, n_modes, device=None, dtype=None):
+def sine_basis(
+    n: int,
+    n_modes: int,
+    device: Optional[torch.device] = None,
+    dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
     """``sqrt(2) sin(pi k x_j)``, ``k = 1..n_modes``, on the nodes ``x_j = j / (n - 1)``, ``[n, n_modes]``."""
     x = torch.linspace(0.0, 1.0, n, device=device, dtype=dtype)
     k = torch.arange(1, n_modes + 1, device=device, dtype=dtype)
@@ -46,21 +52,30 @@ class SineSeriesOperator(nn.Module):
     (:meth:`nips_plugin.layers.context_fit.ContextFit.operator_scale`).
     """
 
-    def __init__(self, in_components, out_components, n_modes):
+    def __init__(self, in_components: int, out_components: int, n_modes: Sequence[int]) -> None:
         super().__init__()
         self.in_components, self.out_components = in_components, out_components
         self.n_modes = tuple(int(m) for m in n_modes)
         if not self.n_modes or min(self.n_modes) < 1:
-            raise ValueError(f"n_modes must be positive ints, one per grid dimension, got {n_modes!r}")
-        k = torch.meshgrid(*[torch.arange(1, m + 1, dtype=torch.float32) for m in self.n_modes], indexing="ij")
-        spectrum = len(self.n_modes) / sum(ki ** 2 for ki in k)
+            raise ValueError(
+                f"n_modes must be positive ints, one per grid dimension, got {n_modes!r}"
+            )
+        k = torch.meshgrid(
+            *[torch.arange(1, m + 1, dtype=torch.float32) for m in self.n_modes], indexing="ij"
+        )
+        spectrum = len(self.n_modes) / sum(ki**2 for ki in k)
         if in_components == out_components:
-            weight = torch.eye(in_components).reshape(in_components, in_components, *[1] * len(k)) * spectrum
+            weight = (
+                torch.eye(in_components).reshape(in_components, in_components, *[1] * len(k))
+                * spectrum
+            )
         else:
             weight = spectrum.expand(out_components, in_components, *spectrum.shape) / in_components
         self.weight = nn.Parameter(weight.clone())
 
-    def forward(self, values, grid_shape, transpose=False):
+    def forward(
+        self, values: torch.Tensor, grid_shape: Sequence[int], transpose: bool = False
+    ) -> torch.Tensor:
         """``S`` (``transpose``: ``S^T``) applied to every row of ``values``.
 
         Parameters
@@ -75,12 +90,17 @@ class SineSeriesOperator(nn.Module):
         torch.Tensor ``[B, m, N*c_u]`` (``[B, m, N*c_f]`` with ``transpose``)
         """
         if len(grid_shape) != len(self.n_modes):
-            raise ValueError(f"this operator is {len(self.n_modes)}-D, got grid {tuple(grid_shape)}")
+            raise ValueError(
+                f"this operator is {len(self.n_modes)}-D, got grid {tuple(grid_shape)}"
+            )
         weight = self.weight.transpose(0, 1) if transpose else self.weight
         c_out, c_in = weight.shape[:2]
         B, m = values.shape[:2]
         x = values.reshape(B * m, c_in, *grid_shape)
-        bases = [sine_basis(n, k, device=x.device, dtype=x.dtype) for n, k in zip(grid_shape, self.n_modes)]
+        bases = [
+            sine_basis(n, k, device=x.device, dtype=x.dtype)
+            for n, k in zip(grid_shape, self.n_modes)
+        ]
         for n, basis in zip(grid_shape, bases):
             # contract the leading grid axis; the mode axis goes last, so after D steps the
             # layout is [M, c, m_1, ..., m_D]

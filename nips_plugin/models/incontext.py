@@ -8,19 +8,27 @@ not registered in neuraloperator's zoo.
 """
 
 import math
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers.attention import (NonlocalAttentionLayer, SlabNorm, TokenLinear, attention_matrix,
-                                nonlocal_attention)
+from ..layers.attention import (
+    NonlocalAttentionLayer,
+    SlabNorm,
+    TokenLinear,
+    attention_matrix,
+    nonlocal_attention,
+)
 from ..layers.context import ContextLayout
 from ..layers.context_fit import MODES as CONTEXT_FITS, ContextFit
 from ..layers.sine_operator import SineSeriesOperator
 
 
-def quadrature_weight(grid_shape, coord_range=(0.0, 1.0)):
+def quadrature_weight(
+    grid_shape: Sequence[int], coord_range: tuple[float, float] = (0.0, 1.0)
+) -> float:
     """Cell volume ``Delta = prod_i (b - a)/(n_i - 1)`` of a node grid on the cube ``[a, b]^D``.
 
     ``coord_range = (a, b)``: the unit cube by default; the authors' NAO scripts
@@ -50,8 +58,17 @@ class InContextOperator:
 
     coord_range = (0.0, 1.0)
 
-    def _init_layout(self, in_channels, out_channels, n_pairs, in_components, out_components):
-        self.layout = ContextLayout.from_channels(in_channels, n_pairs, in_components, out_components)
+    def _init_layout(
+        self,
+        in_channels: int,
+        out_channels: int,
+        n_pairs: int,
+        in_components: int,
+        out_components: int,
+    ) -> None:
+        self.layout = ContextLayout.from_channels(
+            in_channels, n_pairs, in_components, out_components
+        )
         if out_channels != self.layout.out_channels:
             raise ValueError(
                 f"out_channels={out_channels} does not match the in-context layout: "
@@ -59,9 +76,19 @@ class InContextOperator:
                 f"(q*c_u for q > 0 queries, d*c_u when q = 0)"
             )
 
-    def _init_encoder(self, input_norm, grid_shape, n_layers, n_modes=None, filter_per_head=False,
-                      checkpoint_layers=False, layer_norm="feature", context_fit="none", input_modes=None,
-                      shared_operator_modes=None):
+    def _init_encoder(
+        self,
+        input_norm: str,
+        grid_shape: Optional[Sequence[int]],
+        n_layers: int,
+        n_modes: Optional[tuple[int, ...]] = None,
+        filter_per_head: bool = False,
+        checkpoint_layers: bool = False,
+        layer_norm: str = "feature",
+        context_fit: str = "none",
+        input_modes: Optional[tuple[int, ...]] = None,
+        shared_operator_modes: Optional[Union[int, Sequence[int]]] = None,
+    ) -> None:
         """``n_modes``: the intermediate layers' Fourier filter (None: no filter);
         ``input_modes``: cosines of the coordinate-field input affine (default ``n_modes``);
         ``shared_operator_modes``: sines of the shared operator (None: none)."""
@@ -70,20 +97,29 @@ class InContextOperator:
         if context_fit not in CONTEXT_FITS:
             raise ValueError(f"context_fit must be one of {CONTEXT_FITS}, got {context_fit!r}")
         if context_fit == "symmetric" and cf != cu:
-            raise ValueError(f"context_fit='symmetric' needs in_components == out_components, got {cf} and {cu}")
+            raise ValueError(
+                f"context_fit='symmetric' needs in_components == out_components, got {cf} and {cu}"
+            )
         self.context_fit = context_fit
         if shared_operator_modes is not None:
             if context_fit == "none":
-                raise ValueError("shared_operator_modes needs a context_fit (its scale comes from the context)")
-            shared_operator_modes = ((shared_operator_modes,) * self.n_dim if isinstance(shared_operator_modes, int)
-                                     else tuple(shared_operator_modes))
+                raise ValueError(
+                    "shared_operator_modes needs a context_fit (its scale comes from the context)"
+                )
+            shared_operator_modes = (
+                (shared_operator_modes,) * self.n_dim
+                if isinstance(shared_operator_modes, int)
+                else tuple(shared_operator_modes)
+            )
             if len(shared_operator_modes) != self.n_dim:
-                raise ValueError(f"shared_operator_modes must give {self.n_dim} ints, got {shared_operator_modes!r}")
+                raise ValueError(
+                    f"shared_operator_modes must give {self.n_dim} ints, got {shared_operator_modes!r}"
+                )
             self.shared_operator = SineSeriesOperator(cf, cu, shared_operator_modes)
         else:
             self.shared_operator = None
 
-        def n_tokens(option):
+        def n_tokens(option: str) -> int:
             if grid_shape is None or len(grid_shape) != self.n_dim:
                 raise ValueError(
                     f"{option}='token_affine' needs grid_shape, a tuple of {self.n_dim} ints, "
@@ -98,7 +134,9 @@ class InContextOperator:
         elif input_norm == "slab":
             self.input_norm = SlabNorm(d)
         else:
-            norms = "'slab', 'token_affine'" + (" or 'coordinate'" if input_modes is not None else "")
+            norms = "'slab', 'token_affine'" + (
+                " or 'coordinate'" if input_modes is not None else ""
+            )
             raise ValueError(f"input_norm must be {norms}, got {input_norm!r}")
         if layer_norm not in ("feature", "token_affine"):
             raise ValueError(f"layer_norm must be 'feature' or 'token_affine', got {layer_norm!r}")
@@ -106,15 +144,24 @@ class InContextOperator:
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.layers = nn.ModuleList(
-            NonlocalAttentionLayer(d, cf + cu, self.n_heads, self.qk_channels, self.attention,
-                                   n_modes=n_modes, filter_per_head=filter_per_head,
-                                   norm_tokens=norm_tokens)
+            NonlocalAttentionLayer(
+                d,
+                cf + cu,
+                self.n_heads,
+                self.qk_channels,
+                self.attention,
+                n_modes=n_modes,
+                filter_per_head=filter_per_head,
+                norm_tokens=norm_tokens,
+            )
             for _ in range(n_layers - 1)
         )
         self.kernel_key = TokenLinear(d, self.n_heads * self.qk_channels)
         self.checkpoint_layers = bool(checkpoint_layers)
 
-    def _read(self, x):
+    def _read(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, ContextLayout]:
         """Validate ``x`` and split it into ``(f_ctx, u_ctx, f_query, layout)``,
         each ``[B, n, c, *grid]``."""
         if not torch.is_tensor(x) or x.ndim != self.n_dim + 2:
@@ -124,14 +171,20 @@ class InContextOperator:
                 f"got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
             )
         lay = self.layout
-        layout = ContextLayout.from_channels(x.shape[1], lay.n_pairs, lay.in_components, lay.out_components)
+        layout = ContextLayout.from_channels(
+            x.shape[1], lay.n_pairs, lay.in_components, lay.out_components
+        )
         B, _, *grid = x.shape
         d, cf, cu, q = layout.n_pairs, layout.in_components, layout.out_components, layout.n_queries
         f_ctx, u_ctx, f_query = torch.split(x, [d * cf, d * cu, q * cf], dim=1)
-        return (f_ctx.reshape(B, d, cf, *grid), u_ctx.reshape(B, d, cu, *grid),
-                f_query.reshape(B, q, cf, *grid), layout)
+        return (
+            f_ctx.reshape(B, d, cf, *grid),
+            u_ctx.reshape(B, d, cu, *grid),
+            f_query.reshape(B, q, cf, *grid),
+            layout,
+        )
 
-    def _encode(self, f_ctx, u_ctx):
+    def _encode(self, f_ctx: torch.Tensor, u_ctx: torch.Tensor) -> torch.Tensor:
         """Tokens of the context after the intermediate layers, token-major ``[B, T, d]``."""
         B, d, _, *grid = f_ctx.shape
         J = torch.cat([f_ctx.reshape(B, d, -1).mT, u_ctx.reshape(B, d, -1).mT], dim=1)
@@ -145,7 +198,9 @@ class InContextOperator:
                 J = layer(J, grid, delta)
         return J
 
-    def _kernel_factors(self, x):
+    def _kernel_factors(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, ...], Optional[ContextFit]]:
         """Queries ``[B, H*dk, R]``, the f-tokens the keys are made of (channel-first view
         ``[B, d, N*c_f]``), the function values the kernel acts on ``[B, m, N*c_f]``, the
         grid and the :class:`ContextFit` of the context (None without ``context_fit``)."""
@@ -155,13 +210,16 @@ class InContextOperator:
         n_f = layout.in_components * math.prod(grid)
         queries = self._kernel_queries(J.mT, grid)
         f = f_query if layout.n_queries else f_ctx
-        fit = None if self.context_fit == "none" else ContextFit(f_ctx.flatten(2), u_ctx.flatten(2),
-                                                                  self.context_fit)
+        fit = (
+            None
+            if self.context_fit == "none"
+            else ContextFit(f_ctx.flatten(2), u_ctx.flatten(2), self.context_fit)
+        )
         # slice J itself: the gradient of a slice of the transposed view would be a
         # channel-first buffer, and every residual gradient would follow that layout
         return queries, J[:, :n_f].mT, f.flatten(2), grid, fit
 
-    def forward(self, x, **kwargs):
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Predict the responses to the queries in ``x`` (or reconstruct the context responses).
 
         With ``context_fit`` the learned kernel acts on the part of each input
@@ -184,7 +242,11 @@ class InContextOperator:
         scale = quadrature_weight(grid, self.coord_range) / math.sqrt(self.qk_channels)
         values = f if fit is None else fit.residual(f)
         u = self._map_output(
-            nonlocal_attention(queries, key_tokens, values, self.kernel_key, scale, self.attention).mT, grid)
+            nonlocal_attention(
+                queries, key_tokens, values, self.kernel_key, scale, self.attention
+            ).mT,
+            grid,
+        )
         prior = self._shared_term(fit, values, grid)
         if prior is not None:
             u = u + prior
@@ -192,7 +254,7 @@ class InContextOperator:
             u = fit.predict(f, u)
         return u.reshape(u.shape[0], -1, *grid)
 
-    def extract_kernel(self, x):
+    def extract_kernel(self, x: torch.Tensor) -> torch.Tensor:
         """The operator matrix ``M`` built from the context in ``x``, with ``u_hat = M f``.
 
         Parameters
@@ -214,13 +276,19 @@ class InContextOperator:
         M = self._map_output(M.transpose(1, 2), grid).transpose(1, 2)
         if self.shared_operator is not None:
             # the shared term's rows for the identity's rows are its matrix transposed
-            eye = torch.eye(M.shape[2], dtype=M.dtype, device=M.device)[None].expand(M.shape[0], -1, -1)
+            eye = torch.eye(M.shape[2], dtype=M.dtype, device=M.device)[None].expand(
+                M.shape[0], -1, -1
+            )
             M = M + self._shared_term(fit, eye, grid).mT
         return M if fit is None else fit.kernel(M)
 
-    def _shared_term(self, fit, rows, grid):
+    def _shared_term(
+        self, fit: Optional[ContextFit], rows: torch.Tensor, grid: Sequence[int]
+    ) -> Optional[torch.Tensor]:
         """The shared operator at this context's scale applied to ``rows`` ``[B, m, N*c_f]``
         (:meth:`ContextFit.operator_scale`); None without one."""
         if self.shared_operator is None:
             return None
-        return fit.operator_scale(lambda r: self.shared_operator(r, grid)) * self.shared_operator(rows, grid)
+        return fit.operator_scale(lambda r: self.shared_operator(r, grid)) * self.shared_operator(
+            rows, grid
+        )

@@ -2,6 +2,9 @@
 
 import functools
 import math
+from typing import Optional, Sequence, Union
+
+import torch
 
 from neuralop.models.base_model import BaseModel
 
@@ -146,12 +149,32 @@ class NAO(InContextOperator, BaseModel, name="nao"):
     _default_coord_range = (-1.0, 1.0)
     _default_output_map_contract = "first"
 
-    def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
-                 n_layers=4, n_heads=1, qk_channels=40, n_dim=2, input_norm="slab", grid_shape=None,
-                 checkpoint_layers=False, output_map_chunk_mb=256, coord_range=None,
-                 output_map_contract=None, output_map_edges="grid", layer_norm="feature",
-                 input_modes=None, context_fit="none", shared_operator_modes=None,
-                 output_map="mlp", output_map_modes=8, attention_order=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        n_pairs: int,
+        in_components: int = 1,
+        out_components: int = 1,
+        n_layers: int = 4,
+        n_heads: int = 1,
+        qk_channels: int = 40,
+        n_dim: int = 2,
+        input_norm: str = "slab",
+        grid_shape: Optional[Sequence[int]] = None,
+        checkpoint_layers: bool = False,
+        output_map_chunk_mb: float = 256,
+        coord_range: Optional[tuple[float, float]] = None,
+        output_map_contract: Optional[str] = None,
+        output_map_edges: str = "grid",
+        layer_norm: str = "feature",
+        input_modes: Optional[Union[int, Sequence[int]]] = None,
+        context_fit: str = "none",
+        shared_operator_modes: Optional[Union[int, Sequence[int]]] = None,
+        output_map: str = "mlp",
+        output_map_modes: Union[int, Sequence[int]] = 8,
+        attention_order: Optional[str] = None,
+    ) -> None:
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         if n_dim not in (1, 2, 3):
@@ -161,14 +184,20 @@ class NAO(InContextOperator, BaseModel, name="nao"):
             raise ValueError(f"coord_range must be (a, b) with a < b, got {coord_range!r}")
         output_map_contract = output_map_contract or self._default_output_map_contract
         if output_map_contract not in ("first", "second"):
-            raise ValueError(f"output_map_contract must be 'first' or 'second', got {output_map_contract!r}")
+            raise ValueError(
+                f"output_map_contract must be 'first' or 'second', got {output_map_contract!r}"
+            )
         if output_map_edges not in ("grid", "transposed"):
-            raise ValueError(f"output_map_edges must be 'grid' or 'transposed', got {output_map_edges!r}")
+            raise ValueError(
+                f"output_map_edges must be 'grid' or 'transposed', got {output_map_edges!r}"
+            )
         if output_map not in OUTPUT_MAPS:
             raise ValueError(f"output_map must be one of {OUTPUT_MAPS}, got {output_map!r}")
         if output_map == "cosine" and output_map_edges != "grid":
-            raise ValueError("output_map_edges='transposed' is a convention of the authors' MLP W^P: "
-                             "use it with output_map='mlp'")
+            raise ValueError(
+                "output_map_edges='transposed' is a convention of the authors' MLP W^P: "
+                "use it with output_map='mlp'"
+            )
         self.n_dim, self.n_heads, self.qk_channels = n_dim, n_heads, qk_channels
         self.coord_range = (float(coord_range[0]), float(coord_range[1]))
         self.attention = attention_order or self._attention
@@ -177,37 +206,57 @@ class NAO(InContextOperator, BaseModel, name="nao"):
         if isinstance(input_modes, int):
             input_modes = (input_modes,) * n_dim
         if input_modes is not None and len(input_modes) != n_dim:
-            raise ValueError(f"input_modes must give {n_dim} ints (n_dim={n_dim}), got {input_modes!r}")
-        self._init_encoder(input_norm, grid_shape, n_layers, checkpoint_layers=checkpoint_layers,
-                           layer_norm=layer_norm, context_fit=context_fit,
-                           input_modes=None if input_modes is None else tuple(input_modes),
-                           shared_operator_modes=shared_operator_modes)
+            raise ValueError(
+                f"input_modes must give {n_dim} ints (n_dim={n_dim}), got {input_modes!r}"
+            )
+        self._init_encoder(
+            input_norm,
+            grid_shape,
+            n_layers,
+            checkpoint_layers=checkpoint_layers,
+            layer_norm=layer_norm,
+            context_fit=context_fit,
+            input_modes=None if input_modes is None else tuple(input_modes),
+            shared_operator_modes=shared_operator_modes,
+        )
         # "second": the output point is the kernel's first argument
         self._output_map_kwargs = dict(swap=output_map_contract == "second")
         self.kernel_query = TokenLinear(n_pairs, n_heads * qk_channels)
         if output_map == "mlp":
             # an int: torch.compile specialises it (a float attribute would become symbolic)
             self._output_map_kwargs["chunk_bytes"] = int(output_map_chunk_mb * 2**20)
-            make = functools.partial(CoordinateKernel, n_dim, coord_range=self.coord_range,
-                                     transposed=output_map_edges == "transposed")
+            make = functools.partial(
+                CoordinateKernel,
+                n_dim,
+                coord_range=self.coord_range,
+                transposed=output_map_edges == "transposed",
+            )
         else:
-            modes = (output_map_modes,) * n_dim if isinstance(output_map_modes, int) else output_map_modes
+            modes = (
+                (output_map_modes,) * n_dim
+                if isinstance(output_map_modes, int)
+                else output_map_modes
+            )
             if len(modes) != n_dim or not all(isinstance(m, int) and m >= 1 for m in modes):
-                raise ValueError(f"output_map_modes must be a positive int or a tuple of {n_dim} "
-                                 f"positive ints, got {output_map_modes!r}")
+                raise ValueError(
+                    f"output_map_modes must be a positive int or a tuple of {n_dim} "
+                    f"positive ints, got {output_map_modes!r}"
+                )
             make = functools.partial(CosineKernel, modes)
         self.output_map_f = make(rows=in_components, cols=out_components)
         self.output_map_u = make(rows=out_components, cols=out_components)
 
-    def _kernel_queries(self, tokens, grid_shape):
+    def _kernel_queries(self, tokens: torch.Tensor, grid_shape: Sequence[int]) -> torch.Tensor:
         return self.kernel_query(tokens)
 
-    def _map_output(self, values, grid_shape):
+    def _map_output(self, values: torch.Tensor, grid_shape: Sequence[int]) -> torch.Tensor:
         """``Delta values W^P``: ``[..., T] -> [..., N*c_u]``, rows of ``W^P`` over the f-
         then u-tokens, columns over output points; ``W^P`` is never formed whole."""
         n_f = self.layout.in_components * math.prod(grid_shape)
         out = self.output_map_f.contract(values[..., :n_f], grid_shape, **self._output_map_kwargs)
-        out = out + self.output_map_u.contract(values[..., n_f:], grid_shape, **self._output_map_kwargs)
+        out = out + self.output_map_u.contract(
+            values[..., n_f:], grid_shape, **self._output_map_kwargs
+        )
         return quadrature_weight(grid_shape, self.coord_range) * out
 
 

@@ -1,5 +1,8 @@
 """Neural Interpretable PDEs (NIPS): linear nonlocal attention with a Fourier kernel."""
 
+from typing import Optional, Sequence, Union
+
+import torch
 from neuralop.models.base_model import BaseModel
 
 from ..layers.attention import TokenLinear, filtered_queries
@@ -105,10 +108,24 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
        ICML 2025, arXiv:2505.23106.
     """
 
-    def __init__(self, in_channels, out_channels, n_pairs, in_components=1, out_components=1,
-                 n_layers=4, n_heads=1, qk_channels=40, n_modes=(12, 12), filter_per_head=False,
-                 input_norm="slab", grid_shape=None, checkpoint_layers=False,
-                 context_fit="none", shared_operator_modes=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        n_pairs: int,
+        in_components: int = 1,
+        out_components: int = 1,
+        n_layers: int = 4,
+        n_heads: int = 1,
+        qk_channels: int = 40,
+        n_modes: Union[int, Sequence[int]] = (12, 12),
+        filter_per_head: bool = False,
+        input_norm: str = "slab",
+        grid_shape: Optional[Sequence[int]] = None,
+        checkpoint_layers: bool = False,
+        context_fit: str = "none",
+        shared_operator_modes: Optional[Union[int, Sequence[int]]] = None,
+    ) -> None:
         super().__init__()
         self._init_layout(in_channels, out_channels, n_pairs, in_components, out_components)
         n_modes = (n_modes,) if isinstance(n_modes, int) else tuple(n_modes)
@@ -116,8 +133,16 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
             raise ValueError(f"n_modes must give 1 to 3 grid dimensions, got {n_modes}")
         self.n_dim, self.n_heads, self.qk_channels = len(n_modes), n_heads, qk_channels
         self.attention = "linear"
-        self._init_encoder(input_norm, grid_shape, n_layers, n_modes, filter_per_head, checkpoint_layers,
-                           context_fit=context_fit, shared_operator_modes=shared_operator_modes)
+        self._init_encoder(
+            input_norm,
+            grid_shape,
+            n_layers,
+            n_modes,
+            filter_per_head,
+            checkpoint_layers,
+            context_fit=context_fit,
+            shared_operator_modes=shared_operator_modes,
+        )
         cf, cu, d = in_components, out_components, n_pairs
         groups = n_heads if filter_per_head else 1
         # paired: output component c <- filtered f-block c + filtered u-block c
@@ -126,12 +151,17 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         self.kernel_filter = SharedSpectralFilter(n_filtered, n_modes, groups=groups)
         self.kernel_query = TokenLinear(d, n_heads * qk_channels // groups, groups=groups)
 
-    def _kernel_queries(self, tokens, grid_shape):
+    def _kernel_queries(self, tokens: torch.Tensor, grid_shape: Sequence[int]) -> torch.Tensor:
         # paired: output c <- f-block c + u-block c (sources f, u); otherwise every block
         # feeds every output component through its own multiplier
         cf, cu = self.layout.in_components, self.layout.out_components
-        return filtered_queries(tokens, grid_shape, self.kernel_filter, self.kernel_query,
-                                n_sources=2 if self.paired else cf + cu)
+        return filtered_queries(
+            tokens,
+            grid_shape,
+            self.kernel_filter,
+            self.kernel_query,
+            n_sources=2 if self.paired else cf + cu,
+        )
 
-    def _map_output(self, values, grid_shape):
+    def _map_output(self, values: torch.Tensor, grid_shape: Sequence[int]) -> torch.Tensor:
         return values
