@@ -10,6 +10,7 @@ the classical prior's fits of a ``*_hybrid`` row among them.
 """
 
 import itertools
+import math
 import platform
 
 import torch

@@ -58,7 +58,7 @@ symmetric to round-off, so the denoised fit is the exact fit to round-off.
 """
 
 import functools
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 

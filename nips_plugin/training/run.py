@@ -24,7 +24,7 @@ from ..data.families import make_darcy_tasks, make_elasticity_tasks
 from ..data.loaders import InContextDataProcessor, load_incontext
 from ..data.tasks import TaskSet, load_tasks
 from ..baselines import PriorResidualProcessor
-from ..baselines.local_operator import is_output_error
+from ..baselines.local_operator import OUTPUT_ERROR_OPERATORS
 from .trainer import fit, is_main_process, write_json
 from .zoo import model_config, optimizer_defaults, resolve_prior, row_prior
 
@@ -133,7 +133,7 @@ def train_run(model_name, tasks, run_dir, *, n_pairs, n_queries, batch_size=16,
         prior = resolve_prior(row_prior(model_name), tasks, n_pairs)
     if prior is not None:  # the row corrects a classical prior: composed in the data processor
         processor = PriorResidualProcessor.around(processor, prior)
-    if is_output_error(prior):
+    if prior in OUTPUT_ERROR_OPERATORS:
         train_loader.dataset.pool = OUTPUT_ERROR_POOL * len(tasks.indices("train"))
     opt = optimizer_defaults(model_name)
     opt = {"lr": lr if lr > 0 else opt["lr"],

@@ -18,12 +18,12 @@ KEYS = {"model", "params", "id_rel_l2", "ood_rel_l2", "ctx_rel_l2", "train_secon
 
 def test_benchmark_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["benchmark", "--preset", "tiny", "--models", "nips,linear_nao,fno,fno_oracle", "--epochs", "2",
+    assert main(["benchmark", "--preset", "tiny", "--models", "nips,nips_hybrid,linear_nao,fno,fno_oracle", "--epochs", "2",
                  "--out", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["preset"] == "tiny" and results["device"] == "cpu"
     names = [r["model"] for r in results["rows"]]
-    assert names == ["nips", "linear_nao", "fno", "fno_oracle", "lstsq", "lstsq_sym", "lstsq_laplace"]
+    assert names == ["nips", "nips_hybrid", "linear_nao", "fno", "fno_oracle", "lstsq", "lstsq_sym", "lstsq_laplace"]
     rows = {r["model"]: r for r in results["rows"]}
     # the no-learning rows on the same test draws, against a direct dense solve
     _, loaders, _ = load_incontext(load_data("tiny", progress=False), 6, 2, batch_size=4, seed=0)
@@ -39,6 +39,13 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
     # the inverse-Laplacian prior on the complement (measured 0.21 against 0.66)
     assert rows["lstsq_laplace"]["id_rel_l2"] < 0.5 * rows["lstsq_sym"]["id_rel_l2"]
     assert rows["nips"]["vs_lstsq"] == pytest.approx(rows["nips"]["id_rel_l2"] / np.mean(errors), rel=1e-6)
+    floor = min(rows[name]["id_rel_l2"] for name in ("lstsq", "lstsq_sym", "lstsq_laplace"))
+    assert results["best_floor"] == "lstsq_laplace"
+    assert rows["nips"]["vs_floor"] == pytest.approx(rows["nips"]["id_rel_l2"] / floor, rel=1e-9)
+    # the hybrid row corrects the classical prior chosen from the training data, saved with its run
+    config = json.loads((out / "nips_hybrid" / "config.json").read_text())
+    assert config["prior"] == (results["local_operator"] or "laplace") and config["model"]["context_fit"] != "none"
+    assert json.loads((out / "nips" / "config.json").read_text())["prior"] is None
     for row in results["rows"]:
         if row["model"].startswith("lstsq"):
             assert row["params"] == 0 and row["ctx_rel_l2"] < 1e-12 and 0 < row["kernel_rel_err"] < 2
@@ -46,7 +53,7 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
         assert KEYS <= set(row)
         assert row["epochs"] == 2 and row["params"] > 0 and row["train_seconds"] > 0
         assert 0 < row["id_rel_l2"] < 10 and 0 < row["ood_rel_l2"] < 10
-        assert (row["ctx_rel_l2"] is None) == (row["model"] in ("fno", "fno_oracle"))
+        assert (row["ctx_rel_l2"] is None) == (row["model"] in ("fno", "fno_oracle", "nips_hybrid"))
     for row in results["rows"]:
         # zero-shot super-resolution: the same unseen systems on a 13x13 grid
         assert 0 < row["superres_rel_l2"]["13"] < 10
@@ -151,12 +158,12 @@ def test_epochs_per_model():
 def test_seeds_report_mean_and_spread(tmp_path):
     """--seeds: every seed is the single-seed benchmark of that seed; rows hold the mean and the
     sample standard deviation over the seeds."""
-    results = run_benchmark(preset="tiny", models=("nips", "nips_paper"), epochs=1, seeds=(0, 1),
+    results = run_benchmark(preset="tiny", models=("nips", "nips_enhanced"), epochs=1, seeds=(0, 1),
                             out=tmp_path / "s", progress=False)
-    single = run_benchmark(preset="tiny", models=("nips", "nips_paper"), epochs=1, seed=1,
+    single = run_benchmark(preset="tiny", models=("nips", "nips_enhanced"), epochs=1, seed=1,
                            out=tmp_path / "one", progress=False)
     assert results["seeds"] == [0, 1]
-    assert [r["model"] for r in results["rows"]] == ["nips", "nips_paper", "lstsq", "lstsq_sym", "lstsq_laplace"]
+    assert [r["model"] for r in results["rows"]] == ["nips", "nips_enhanced", "lstsq", "lstsq_sym", "lstsq_laplace"]
     per_seed = {run["seed"]: {r["model"]: r for r in run["rows"]} for run in results["per_seed"]}
     for a, b in zip(per_seed[1].values(), single["rows"]):
         assert a["id_rel_l2"] == pytest.approx(b["id_rel_l2"], rel=1e-6)
@@ -167,7 +174,7 @@ def test_seeds_report_mean_and_spread(tmp_path):
         assert row["id_rel_l2_std"] > 0
     table = (tmp_path / "s" / "results.md").read_text()
     assert "mean ± std" in table and " ± " in table.split("| nips |")[1].splitlines()[0]
-    assert "Papers' configurations" not in table  # no NAO row to compare nips_paper with
+    assert "Papers' models" not in table  # no NAO row to compare nips with
     for s in (0, 1):
         assert (tmp_path / "s" / f"seed{s}" / "nips" / "history.json").exists()
 
