@@ -14,6 +14,10 @@ from .recovery import as_float64
 #: alone leaves about 1e-7, and the strong form amplifies noise by about h^-2
 EXACT_LEVEL = 1e-4
 
+#: an estimated relative noise level below this is the round-off of exact data (float64
+#: Gram matrices of clean symmetric data: about 1e-15), and is taken as no noise at all
+ROUND_OFF_LEVEL = 1e-10
+
 #: a fit to noisy pairs: sine test modes per axis (the weak form), and roughness penalty per
 #: unit of relative noise
 NOISY_TEST_MODES = 6
@@ -96,6 +100,7 @@ def classical_recovery(f_ctx, u_ctx, pde, noise=0.0, seed=0, nu=None, smoothing=
             raise ValueError(f"data_noise must be a number or 'estimate', got {data_noise!r}")
         F, U = (torch.from_numpy(a.reshape(d, -1)) for a in (f, u))
         data_noise = float(antisymmetry_noise_variance(F, U).sqrt() / U.square().mean().sqrt())
+        data_noise = 0.0 if data_noise < ROUND_OFF_LEVEL else data_noise
     if not data_noise >= 0:
         raise ValueError(f"data_noise must be >= 0, got {data_noise}")
     level = float(np.hypot(noise, data_noise))
