@@ -130,8 +130,9 @@ def build_parser():
     source.add_argument("--preset", default="darcy", help="darcy (default), elasticity or tiny")
     source.add_argument("--data", default=None, help="a task file (HDF5) instead of a preset")
     bench.add_argument("--models", default=None,
-                       help="comma-separated models to train, exactly these (default: nips, nao and "
-                            "linear_nao, each also as *_paper, fno, tfno; fno_oracle only when named)")
+                       help="comma-separated rows to train, exactly these (default: the papers' nips, nao "
+                            "and linear_nao, nips_enhanced, nips_hybrid, fno, tfno; also nao_* and "
+                            "linear_nao_* enhanced/hybrid; fno_oracle only when named)")
     budget = bench.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, default=None,
                         help="epochs for every model (default: the preset's equal-time budget)")

@@ -83,12 +83,13 @@ class ClassicalPrior:
         """
         grid = f.shape[3:]
         F, U, rows = (t.detach().double().flatten(2) for t in (f_ctx, u_ctx, f))
-        S = self._laplacian(grid).to(F.device)
-        fit = ContextFit(F, U, "least_squares")
-        out = fit.operator_scale(lambda r: S(r, grid)) * S(rows, grid)
+        out = used = None
         if self.name != "laplace":
-            local, used = local_operator_prior(f_ctx.double(), u_ctx.double(), self.name, rows)
-            out = torch.where(used[:, None, None], local, out)
+            out, used = local_operator_prior(f_ctx.double(), u_ctx.double(), self.name, rows)
+        if used is None or not used.all():  # the scaled Laplacian where no local fit is used
+            S = self._laplacian(grid).to(F.device)
+            scaled = ContextFit(F, U, "least_squares").operator_scale(lambda r: S(r, grid)) * S(rows, grid)
+            out = scaled if used is None else torch.where(used[:, None, None], out, scaled)
         return out.reshape(*f.shape[:2], self.out_components, *grid).to(f)
 
 
@@ -134,8 +135,10 @@ class PriorResidualProcessor(InContextDataProcessor):
         lay = self.layout
         x = data_dict["x"].to(self.device)
         f_ctx, u_ctx, f_query = unpack_context(x, lay.n_pairs, lay.in_components, lay.out_components)
-        g_ctx = self.prior(f_ctx, u_ctx, f_ctx)
-        g_query = self.prior(f_ctx, u_ctx, f_query) if lay.n_queries else g_ctx
+        # one call for context and queries: each context's fit is made once
+        g_ctx, g_query = self.prior(f_ctx, u_ctx, torch.cat([f_ctx, f_query], 1)).split(
+            [lay.n_pairs, lay.n_queries], 1)
+        g_query = g_query if lay.n_queries else g_ctx
         data_dict["x"] = pack_context(f_ctx, u_ctx - g_ctx, f_query if lay.n_queries else None)
         data_dict = super().preprocess(data_dict, batched)
         prior = pack_responses(g_query)

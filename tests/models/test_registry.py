@@ -50,3 +50,26 @@ def test_zoo_rows_of_nao(name):
 def test_unknown_model_name_is_clear():
     with pytest.raises(ValueError, match="expected one of"):
         get_model(Bunch({"model": Bunch({"model_arch": "nipz", "data_channels": 3})}))
+
+
+def test_models_import_closure_is_torch_and_neuralop_only():
+    """Importing the models loads no other part of the package (data, baselines, training,
+    evaluation, interpretation), and none of the modules it loads imports scipy, hashlib or h5py:
+    what an upstream contribution needs."""
+    import ast
+    import importlib
+    import subprocess
+    import sys
+    code = ("import sys, nips_plugin.models; "
+            "print('\\n'.join(m for m in sys.modules if m.startswith('nips_plugin')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert "nips_plugin.models.nips" in loaded and "nips_plugin.layers.attention" in loaded
+    assert all(m == "nips_plugin" or m.split(".")[1] in ("models", "layers") for m in loaded), loaded
+    for name in loaded:
+        with open(importlib.import_module(name).__file__) as source:
+            tree = ast.parse(source.read())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+        assert not imported & {"scipy", "hashlib", "h5py", "numpy"}, (name, imported)
