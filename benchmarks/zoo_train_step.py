@@ -11,14 +11,15 @@ timed in interleaved rounds (the machine may be shared; see
 ``benchmarks/cpu_train_step.py``) and the table gives the median, the minimum
 and the median relative to NIPS's. Variants:
 
-* ``nips``, ``linear_nao``, ``nao``: the zoo's defaults (cosine-series ``W^P``;
-  NAO's attention contracted in the linear order);
-* ``nao (quadratic)``: NAO with the explicit ``T x T`` attention matrix
+* ``nips``, ``linear_nao``, ``nao``: the papers' models (the authors' MLP ``W^P``; NAO's
+  explicit ``T x T`` attention);
+* ``*_enhanced``: with this package's options (cosine-series ``W^P``, NAO's attention
+  contracted in the linear order, context fit, coordinate fields, shared operator);
+* ``nao_enhanced (quadratic)``: the same with the explicit ``T x T`` attention matrix
   (``attention_order="quadratic"``), the same function;
-* ``linear_nao (mlp)``, ``nao (mlp+quadratic)``: the zoo's previous settings, with
-  the authors' MLP output map (``output_map="mlp"``);
-* ``nips (local star)``: NIPS with the 5-point local operator fitted per context
-  (``local_operator="star"``, what ``"auto"`` picks on finite-difference Darcy data).
+* ``nips_hybrid (star)``: the enhanced NIPS correcting the 5-point local operator fitted
+  to each context (``PriorResidualProcessor`` with ``"star"``, what ``"auto"`` picks on
+  finite-difference Darcy data); its step includes the processor's per-context fits.
 """
 
 import argparse
@@ -32,35 +33,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_train_step import time_interleaved  # noqa: E402
 
 from nips_plugin import pack_context  # noqa: E402
+from nips_plugin.baselines import PriorResidualProcessor  # noqa: E402
 from nips_plugin.evaluation.profiling import relative_l2_loss, train_step_fn  # noqa: E402
 from nips_plugin.layers.context import ContextLayout  # noqa: E402
 from nips_plugin.training.zoo import build_model, optimizer_defaults  # noqa: E402
 
 D, Q = 40, 10
 
-#: name -> (zoo model, constructor overrides of the zoo's defaults)
+#: name -> (zoo row, constructor overrides of the row's settings, classical prior)
 VARIANTS = {
-    "nips": ("nips", {}),
-    "linear_nao": ("linear_nao", {}),
-    "nao": ("nao", {}),
-    "nao (quadratic)": ("nao", {"attention_order": "quadratic"}),
-    "linear_nao (mlp)": ("linear_nao", {"output_map": "mlp"}),
-    "nao (mlp+quadratic)": ("nao", {"output_map": "mlp", "attention_order": "quadratic"}),
-    "nips (local star)": ("nips", {"local_operator": "star"}),
+    "nips": ("nips", {}, None),
+    "linear_nao": ("linear_nao", {}, None),
+    "nao": ("nao", {}, None),
+    "nips_enhanced": ("nips_enhanced", {}, None),
+    "linear_nao_enhanced": ("linear_nao_enhanced", {}, None),
+    "nao_enhanced": ("nao_enhanced", {}, None),
+    "nao_enhanced (quadratic)": ("nao_enhanced", {"attention_order": "quadratic"}, None),
+    "nips_hybrid (star)": ("nips_hybrid", {}, "star"),
 }
 
 
 def zoo_step(variant, n_layers, n, batch, seed=0):
     """Train-step closure of a :data:`VARIANTS` model on random data (AdamW at the zoo's setting)."""
-    name, overrides = VARIANTS[variant]
+    name, overrides, prior = VARIANTS[variant]
     torch.manual_seed(seed)
     model = build_model(name, ContextLayout(D, n_queries=Q), 2, n_layers=n_layers, **overrides).train()
     gen = torch.Generator().manual_seed(seed)
     f, u, fq, uq = (torch.randn(batch, m, 1, n, n, generator=gen) for m in (D, D, Q, Q))
     u[..., [0, -1], :] = u[..., :, [0, -1]] = 0  # Dirichlet responses: the local fit applies
     optimizer = torch.optim.AdamW(model.parameters(), **optimizer_defaults(name))
-    return train_step_fn(model, pack_context(f, u, fq), uq.reshape(batch, Q, n, n), relative_l2_loss,
-                         optimizer)
+    x, y = pack_context(f, u, fq), uq.reshape(batch, Q, n, n)
+    step = train_step_fn(model, x, y, relative_l2_loss, optimizer)
+    if prior is None:
+        return step
+    processor = PriorResidualProcessor(D, Q, prior=prior)
+
+    def with_prior():  # the processor fits the prior to each context of the batch, then the step
+        processor.preprocess({"x": x.clone(), "y": y.clone()})
+        step()
+    return with_prior
 
 
 def main(argv=None):

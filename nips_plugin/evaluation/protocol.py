@@ -35,22 +35,27 @@ QUADRATIC_MAX_POINTS = 2000
 #: the 2-core CPU sandbox, see the module docstring)
 BUDGET_SECONDS = 40
 
-#: benchmark settings per preset: sampling, and epochs per model for the equal-time rule
-#: (``calibrate_epochs`` on the 2-core sandbox with nothing else running, batch 16, 900
-#: samples per epoch, Darcy, s/epoch: NIPS 4.5, nips_paper 3.1, NAO 4.6, nao_paper 2.4,
-#: LinearNAO 4.6, linear_nao_paper 2.5, FNO 7.9, TFNO 9.1, oracle 5.7). The in-context
-#: models use one attention layer (the kernel layer) in this budget.
+#: benchmark settings per preset: sampling, and epochs per row for the equal-time rule
+#: (``calibrate_epochs`` on the 2-core sandbox with nothing else running, 2026-12-08, batch 16,
+#: 900 samples per epoch, Darcy, s/epoch: nips 1.0, nips_enhanced 1.8, nips_hybrid 4.9 (its
+#: prior's fit to each new context included), nao 17 and linear_nao 18 (the authors' MLP W^P on
+#: all N^2 point pairs), nao_enhanced 1.6, nao_hybrid 4.7, linear_nao_enhanced 1.4, FNO 2.4,
+#: TFNO 3.1, oracle 2.1). The in-context models use one attention layer (the kernel layer) in
+#: this budget.
 PRESET_SETTINGS = {
     "darcy": dict(n_pairs=40, n_queries=10, batch_size=16, samples_per_epoch=900, in_context_layers=1,
                   n_test_samples_per_system=4,
-                  epochs=dict(nips=9, nips_paper=13, nao=9, nao_paper=16, linear_nao=9, linear_nao_paper=16,
-                              fno=5, tfno=4, fno_oracle=7)),
-    # elasticity (29x29, 2 components; s/epoch of 450 samples: NIPS 4.9, nips_paper 3.8, NAO 6.9,
-    # nao_paper 4.2, LinearNAO 7.1, linear_nao_paper 4.0, FNO 7.0, TFNO 9.4, oracle 6.2)
+                  epochs=dict(nips=40, nips_enhanced=22, nips_hybrid=8, nao=2, nao_enhanced=25, nao_hybrid=8,
+                              linear_nao=2, linear_nao_enhanced=29, linear_nao_hybrid=8,
+                              fno=17, tfno=13, fno_oracle=20)),
+    # elasticity (29x29, 2 components; s/epoch of 450 samples: nips 1.4, nips_enhanced 2.1,
+    # nips_hybrid 8.3, nao 63, linear_nao 48, nao_enhanced 2.0, nao_hybrid 9.2,
+    # linear_nao_enhanced 2.0, linear_nao_hybrid 9.4, FNO 2.2, TFNO 3.0, oracle 2.1)
     "elasticity": dict(n_pairs=30, n_queries=10, batch_size=16, samples_per_epoch=450, in_context_layers=1,
                        n_test_samples_per_system=4,
-                       epochs=dict(nips=8, nips_paper=10, nao=6, nao_paper=9, linear_nao=6, linear_nao_paper=10,
-                                   fno=6, tfno=4, fno_oracle=6)),
+                       epochs=dict(nips=29, nips_enhanced=19, nips_hybrid=5, nao=1, nao_enhanced=20, nao_hybrid=4,
+                                   linear_nao=1, linear_nao_enhanced=20, linear_nao_hybrid=4,
+                                   fno=18, tfno=13, fno_oracle=19)),
     "tiny": dict(n_pairs=6, n_queries=2, batch_size=4, samples_per_epoch=12, in_context_layers=1,
                  n_test_samples_per_system=4, epochs=2),
 }
