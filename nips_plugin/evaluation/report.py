@@ -12,6 +12,9 @@ COLUMNS = [("model", "model"), ("params", "params"), ("id_rel_l2", "unseen rel L
            ("kernel_rel_err", "kernel err"), ("log_correlation", "field log-corr"),
            ("recovery_rel_err", "field err"), ("epochs", "epochs"), ("train_seconds", "train s"), ("peak_mem_mb", "peak MB")]
 
+#: a best no-learning error below this is float32 round-off: the floor solves the data exactly
+EXACT_FLOOR = 1e-5
+
 #: columns shown with fewer decimals than the errors
 _DECIMALS = {"vs_lstsq": 2, "vs_floor": 2, "train_seconds": 1, "peak_mem_mb": 1}
 
@@ -19,8 +22,11 @@ def fmt(v, key=None):
     if v is None:
         return "-"
     if isinstance(v, float):
+        if abs(v) >= 1e4:  # a ratio over a floor at round-off
+            return f"{v:.1e}"
         return f"{v:.{_DECIMALS.get(key, 4 if abs(v) < 10 else 1)}f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
+
 
 def _cell(row, key, sub=None):
     """A table cell: the value, with ``± std`` when the row is a mean over seeds."""
@@ -90,6 +96,11 @@ def results_table(results):
         lines.append("| " + " | ".join(cells) + " |")
     table = head + "\n".join(lines) + "\n"
     notes = comparison_notes(results)
+    floor = next((row["id_rel_l2"] for row in results["rows"] if row["model"] == results.get("best_floor")), None)
+    if floor is not None and floor < EXACT_FLOOR:
+        notes.append(f"The best no-learning row (`{results['best_floor']}`, {floor:.1e}) is exact to float32 "
+                     "round-off on these data: nothing is left to learn, and x best floor only says how "
+                     "far a row is from round-off.")
     if "noise_rel_l2" in results:
         level = results["noise_level"]
         what = "Noisy responses" if level is None else f"{level:.0%} relative Gaussian noise on every response"
