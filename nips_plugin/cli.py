@@ -8,6 +8,7 @@
                       [--resume] [--force] [--mixed-precision]      (also under torchrun)
     nips-plugin scaling --models ... --grids 21,41,81 --batch B --device cpu|cuda
     nips-plugin interpret --run DIR [--system K] [--data FILE]
+    nips-plugin export-upstream DIR [--reference-data DIR]
 """
 
 import argparse
@@ -121,6 +122,16 @@ def _interpret(args):
         print(f"{key}: {value}")
 
 
+def _export_upstream(args):
+    from .upstream import export_upstream, format_summary
+    from .upstream.export import ExportError
+    try:
+        summary = export_upstream(args.dir, reference_dir=args.reference_data)
+    except ExportError as err:
+        raise UserError(str(err)) from err
+    print(format_summary(summary))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="nips-plugin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +187,14 @@ def build_parser():
     interp.add_argument("--out", default=None, help="figure folder (default: RUN/interpret)")
     interp.add_argument("--data", default=None,
                         help="the run's task file, if it moved (default: the file or generator the run recorded)")
+
+    export = sub.add_parser("export-upstream",
+                            help="write the models, their layers and tests into a neuraloperator "
+                                 "source tree (for a pull request)")
+    export.add_argument("dir", help="the neuraloperator tree: the folder holding neuralop/")
+    export.add_argument("--reference-data", default=None,
+                        help="folder of the authors' reference fixtures script_*.pt (default: the "
+                             "repository's tests/models/data/authors_reference)")
     return parser
 
 
@@ -191,6 +210,8 @@ def main(argv=None):
             _train(args, extra)
         elif args.command == "scaling":
             _scaling(args)
+        elif args.command == "export-upstream":
+            _export_upstream(args)
         else:
             _interpret(args)
     except UserError as err:
