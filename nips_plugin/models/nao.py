@@ -79,8 +79,8 @@ class NAO(InContextOperator, BaseModel, name="nao"):
     n_dim : int, default 2
         Grid dimension (1, 2 or 3).
     input_norm : {"slab", "token_affine", "coordinate"}, default "slab"
-        As for :class:`~nips_plugin.NIPS`; ``"coordinate"`` (this package's
-        resolution-independent positional input affine) needs ``input_modes``.
+        As for :class:`~nips_plugin.NIPS`; ``"coordinate"`` (a resolution-independent
+        positional input affine, not in the paper) needs ``input_modes``.
     grid_shape : tuple of int, optional
         Only for ``input_norm="token_affine"`` or ``layer_norm="token_affine"``.
     input_modes : int or tuple of int, optional

@@ -67,7 +67,7 @@ class NIPS(InContextOperator, BaseModel, name="nips"):
         token as in the authors' scripts (``"token_affine"``, needs ``grid_shape``),
         or a learned continuous field of the coordinates per block and feature
         (``"coordinate"``, cosine series with ``n_modes`` modes: positional
-        information at any resolution, an addition of this implementation).
+        information at any resolution, not in the paper).
         The authors' per-token affine has ``2 T d`` parameters and ties a trained
         model to its grid; the default keeps the paper's normalisation over the
         whole slab with one affine per feature, so the same weights run on any grid.
