@@ -117,8 +117,7 @@ def noise_error(loader, clean_loader, layout):
 def superresolution_errors(runs, preset, resolutions, seed, settings, progress=True):
     """Zero-shot super-resolution: the unseen systems regenerated on finer grids, evaluated
     with the models and data processors trained on the preset's grid.
-    Models tied to their training grid (the ``*_paper`` rows' per-token input
-    affine) get None.
+    Models tied to their training grid (a per-token input affine) get None.
 
     The generators sample the same continuous systems and inputs at any resolution,
     so only the grid changes. Models contracting attention in the quadratic order

@@ -1,9 +1,9 @@
 """Interpretability and inverse problems for trained in-context operators.
 
 * :class:`InContextPredictor`: a trained NIPS / NAO / LinearNAO with its data
-  processor, predicting and exposing its kernel ``u ≈ M f`` in physical units;
-  :class:`LeastSquaresPredictor`: the same for in-context least squares (the
-  no-learning floor, kernel ``U F^+``).
+  processor (and the classical prior of a ``*_hybrid`` run), predicting and exposing its kernel ``u ≈ M f`` in physical units;
+  :class:`LeastSquaresPredictor` (from :mod:`nips_plugin.baselines`, where it lives):
+  the same for in-context least squares (the no-learning floor, kernel ``U F^+``).
 * :func:`greens_operator`: the exact discrete solution operator ``G`` of a
   Darcy or elasticity system, in the kernel's layout, to compare ``M`` with.
 * :func:`recover_permeability`, :func:`recover_modulus`: the hidden field from a
