@@ -46,6 +46,9 @@ def test_benchmark_tiny_end_to_end(tmp_path, capsys):
     config = json.loads((out / "nips_hybrid" / "config.json").read_text())
     assert config["prior"] == (results["local_operator"] or "laplace") and config["model"]["context_fit"] != "none"
     assert json.loads((out / "nips" / "config.json").read_text())["prior"] is None
+    from nips_plugin.interpret import InContextPredictor
+    hybrid = InContextPredictor.from_run(out / "nips_hybrid")      # loaded back with its prior
+    assert hybrid.processor.prior.name == config["prior"]
     for row in results["rows"]:
         if row["model"].startswith("lstsq"):
             assert row["params"] == 0 and row["ctx_rel_l2"] < 1e-12 and 0 < row["kernel_rel_err"] < 2
