@@ -214,3 +214,23 @@ def test_bad_inputs_raise_clear_errors(solve, coef, rhs, message):
 def test_bad_poisson_ratio_raises():
     with pytest.raises(ValueError, match="Poisson ratio"):
         elasticity_operator(GOOD, nu=0.5)
+
+
+def test_radial_kernel_quadrature_is_second_order():
+    """u(x) = int_0^1 exp(-(x-y)^2 / (2 s^2)) dy in closed form: the trapezoidal rule's error
+    falls as h^2, and the matrix is symmetric up to the end weights."""
+    from scipy.special import erf
+    from nips_plugin.data.solvers import radial_kernel_matrix, solve_radial_kernel
+    s = 0.1
+    kernel = lambda r: np.exp(-r**2 / (2 * s**2))  # noqa: E731
+    errors = []
+    for n in (21, 41, 81):
+        x = np.linspace(0, 1, n)
+        exact = s * np.sqrt(np.pi / 2) * (erf((1 - x) / (np.sqrt(2) * s)) + erf(x / (np.sqrt(2) * s)))
+        errors.append(np.abs(solve_radial_kernel(kernel, np.ones(n)) - exact).max())
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all((orders > 1.9) & (orders < 2.1)), orders
+    A = radial_kernel_matrix(kernel, 9)
+    np.testing.assert_allclose(A[1:-1, 1:-1], A[1:-1, 1:-1].T)
+    with pytest.raises(ValueError, match="at least 2 nodes"):
+        radial_kernel_matrix(kernel, 1)
