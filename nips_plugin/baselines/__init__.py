@@ -9,9 +9,9 @@
 
 Nothing here learns; the models (:mod:`nips_plugin.models`) never import it.
 """
-from .least_squares import LeastSquaresPredictor, grid_modes
+from .least_squares import LeastSquaresPredictor
 from .predictor import ContextPredictor
-from .prior import PRIORS, ClassicalPrior, PriorResidualProcessor
+from .prior import PRIORS, ClassicalPrior, PriorResidualProcessor, grid_modes
 
 __all__ = ["ContextPredictor", "LeastSquaresPredictor", "ClassicalPrior", "PriorResidualProcessor", "PRIORS",
            "grid_modes"]

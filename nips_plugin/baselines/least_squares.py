@@ -3,17 +3,9 @@
 import torch
 
 from ..layers.context_fit import ContextFit
-from ..layers.sine_operator import SineSeriesOperator
 from .local_operator import is_output_error, local_operator_prior, output_error_prediction
 from .predictor import ContextPredictor
-
-
-def grid_modes(modes, grid_shape, offset=0):
-    """Grid-aware modes per axis for a configured ``modes`` (an int meant for 2-D): the same
-    number of coefficients in every dimension, ``round(modes^(2/D))`` per axis (12 -> 5 per
-    axis in 3-D), and no more than an ``n``-node axis resolves (``n - offset``)."""
-    per_axis = max(1, round(modes ** (2 / len(grid_shape))))
-    return tuple(max(1, min(per_axis, n - offset)) for n in grid_shape)
+from .prior import ClassicalPrior
 
 
 class LeastSquaresPredictor(ContextPredictor):
@@ -56,20 +48,18 @@ class LeastSquaresPredictor(ContextPredictor):
             n_pairs, in_components, out_components, n_dim)
         self.mode = mode
         self.shared_operator_modes, self.local_operator = shared_operator_modes, local_operator
+        # the equation-error local operator on the residual; the output-error one predicts alone
+        self._local = local_operator if local_operator and not is_output_error(local_operator) else None
+        self._classical = None if not shared_operator_modes else ClassicalPrior(
+            self._local or "laplace", in_components, out_components, shared_operator_modes)
 
-    def _prior(self, f, u, fit, rows, grid):
+    def _prior(self, f, u, fit, rows):
         """The priors applied to ``rows`` ``[B, m, N*c_f]`` for the context ``f, u``: the
-        local operator where it applies, elsewhere the scaled shared operator (None without
-        either)."""
-        prior = None
-        if self.shared_operator_modes:
-            S = SineSeriesOperator(self.in_components, self.out_components,
-                                   grid_modes(self.shared_operator_modes, grid, offset=2)).double()
-            prior = fit.operator_scale(lambda r: S(r, grid)) * S(rows, grid)
-        if self.local_operator and not is_output_error(self.local_operator):
-            local, used = local_operator_prior(f, u, self.local_operator, rows)
-            prior = local if prior is None else torch.where(used[:, None, None], local, prior)
-        return prior
+        local operator where it applies, elsewhere the scaled Laplacian (:class:`ClassicalPrior`;
+        None without either)."""
+        if self._classical is not None:
+            return self._classical.apply(f, u, rows, fit)
+        return None if self._local is None else local_operator_prior(f, u, self._local, rows)[0]
 
     def _fit(self, f, u):
         return ContextFit(f.flatten(2), u.flatten(2), self.mode)
@@ -79,7 +69,7 @@ class LeastSquaresPredictor(ContextPredictor):
         """As :meth:`ContextPredictor.predict`; physical units."""
         f, u, fq, batched = self._queries(f_ctx, u_ctx, f_query)
         fit = self._fit(f, u)
-        y = fit.predict(fq.flatten(2), self._prior(f, u, fit, fit.residual(fq.flatten(2)), fq.shape[3:]))
+        y = fit.predict(fq.flatten(2), self._prior(f, u, fit, fit.residual(fq.flatten(2))))
         y = output_error_prediction(f, u, self.local_operator, fq.flatten(2), y)
         return self._like(y.reshape(*fq.shape[:2], self.out_components, *fq.shape[3:]), f_query, batched)
 
@@ -90,6 +80,6 @@ class LeastSquaresPredictor(ContextPredictor):
         fit = self._fit(f, u)
         eye = torch.eye(f.shape[2:].numel(), dtype=torch.float64, device=f.device)[None]
         eye = eye.expand(f.shape[0], -1, -1)
-        prior = self._prior(f, u, fit, eye, f.shape[3:])     # rows for the identity's rows: M^T
+        prior = self._prior(f, u, fit, eye)     # rows for the identity's rows: M^T
         M = fit.kernel(None if prior is None else prior.mT)
         return self._like(output_error_prediction(f, u, self.local_operator, eye, M.mT).mT, f_ctx, batched)

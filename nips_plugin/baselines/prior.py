@@ -29,15 +29,21 @@ from ..data.loaders import InContextDataProcessor
 from ..layers.context import pack_context, pack_responses, unpack_context
 from ..layers.context_fit import ContextFit
 from ..layers.sine_operator import SineSeriesOperator
-from .least_squares import grid_modes
 from .local_operator import LOCAL_OPERATORS, OUTPUT_ERROR_OPERATORS, local_operator_prior
 
 #: the priors :class:`ClassicalPrior` knows
 PRIORS = ("laplace", *LOCAL_OPERATORS, *OUTPUT_ERROR_OPERATORS)
 
-#: sines per axis of the ``"laplace"`` prior on 2-D grids (adapted to the grid,
-#: :func:`~nips_plugin.baselines.least_squares.grid_modes`)
+#: sines per axis of the ``"laplace"`` prior on 2-D grids (adapted to the grid, :func:`grid_modes`)
 LAPLACE_MODES = 12
+
+
+def grid_modes(modes, grid_shape, offset=0):
+    """Grid-aware modes per axis for a configured ``modes`` (an int meant for 2-D): the same
+    number of coefficients in every dimension, ``round(modes^(2/D))`` per axis (12 -> 5 per
+    axis in 3-D), and no more than an ``n``-node axis resolves (``n - offset``)."""
+    per_axis = max(1, round(modes ** (2 / len(grid_shape))))
+    return tuple(max(1, min(per_axis, n - offset)) for n in grid_shape)
 
 
 class ClassicalPrior:
@@ -49,21 +55,24 @@ class ClassicalPrior:
         One of :data:`PRIORS`.
     in_components, out_components : int, default 1
         ``c_f`` and ``c_u``; a local operator needs ``c_f = c_u``.
+    modes : int, default :data:`LAPLACE_MODES`
+        Sines per axis of the scaled Laplacian on 2-D grids (:func:`grid_modes`).
     """
 
-    def __init__(self, name, in_components=1, out_components=1):
+    def __init__(self, name, in_components=1, out_components=1, modes=LAPLACE_MODES):
         if name not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {name!r}")
         if name != "laplace" and in_components != out_components:
             raise ValueError(f"the local operator {name!r} needs in_components == out_components, "
                              f"got {in_components} and {out_components}")
         self.name, self.in_components, self.out_components = name, in_components, out_components
+        self.modes = modes
         self._laplacians = {}
 
     def _laplacian(self, grid):
         grid = tuple(grid)
         if grid not in self._laplacians:
-            modes = grid_modes(LAPLACE_MODES, grid, offset=2)
+            modes = grid_modes(self.modes, grid, offset=2)
             self._laplacians[grid] = SineSeriesOperator(self.in_components, self.out_components, modes).double()
         return self._laplacians[grid]
 
@@ -81,16 +90,25 @@ class ClassicalPrior:
         -------
         torch.Tensor ``[B, m, c_u, *grid]``, the dtype and device of ``f`` (computed in float64).
         """
-        grid = f.shape[3:]
-        F, U, rows = (t.detach().double().flatten(2) for t in (f_ctx, u_ctx, f))
+        out = self.apply(f_ctx, u_ctx, f.detach().double().flatten(2))
+        return out.reshape(*f.shape[:2], self.out_components, *f.shape[3:]).to(f)
+
+    @torch.no_grad()
+    def apply(self, f_ctx, u_ctx, rows, fit=None):
+        """``G r`` for rows ``r`` ``[B, m, c_f*N]`` (float64), ``[B, m, c_u*N]``; ``fit``: the
+        context's :class:`~nips_plugin.layers.context_fit.ContextFit` if the caller has one (it
+        gives the Laplacian's scale), else made here."""
+        grid = f_ctx.shape[3:]
         out = used = None
         if self.name != "laplace":
             out, used = local_operator_prior(f_ctx.double(), u_ctx.double(), self.name, rows)
         if used is None or not used.all():  # the scaled Laplacian where no local fit is used
-            S = self._laplacian(grid).to(F.device)
-            scaled = ContextFit(F, U, "least_squares").operator_scale(lambda r: S(r, grid)) * S(rows, grid)
+            S = self._laplacian(grid).to(rows.device)
+            if fit is None:
+                fit = ContextFit(*(t.detach().double().flatten(2) for t in (f_ctx, u_ctx)), "least_squares")
+            scaled = fit.operator_scale(lambda r: S(r, grid)) * S(rows, grid)
             out = scaled if used is None else torch.where(used[:, None, None], out, scaled)
-        return out.reshape(*f.shape[:2], self.out_components, *grid).to(f)
+        return out
 
 
 class PriorResidualProcessor(InContextDataProcessor):

@@ -121,14 +121,12 @@ class InContextPredictor(ContextPredictor):
         """
         f, u, fq, batched = self._queries(f_ctx, u_ctx, f_query)
         sf, su = self._sigmas(f)
-        u_model, prior = self._model_context(f, u)
+        u_model, prior = self._model_context(f, u, fq)
         x = pack_context(f / self._per_component(sf, f), u_model / self._per_component(su, u),
                          fq / self._per_component(sf, fq))
         y = unpack_responses(self.model(x), self.out_components)
         y = y * self._per_component(su, y)
-        if prior is not None:
-            y = y + prior(f, u, fq)
-        return self._like(y, f_query, batched)
+        return self._like(y if prior is None else y + prior, f_query, batched)
 
     @torch.no_grad()
     def kernel(self, f_ctx, u_ctx):
@@ -152,20 +150,30 @@ class InContextPredictor(ContextPredictor):
         """
         f, u, batched = self._context(f_ctx, u_ctx)
         sf, su = self._sigmas(f)
-        u_model, prior = self._model_context(f, u)
+        # the prior's outputs for the identity's rows are its matrix transposed
+        has_prior = getattr(self.processor, "prior", None) is not None
+        u_model, prior = self._model_context(f, u, self._identity_rows(f) if has_prior else None)
         M = self.model.extract_kernel(pack_context(f / self._per_component(sf, f),
                                                    u_model / self._per_component(su, u)))
         N = f[0, 0, 0].numel()
         row = su.repeat_interleave(N)  # component-major: N entries per component
         col = sf.repeat_interleave(N)
         M = row[:, None] * M / col
-        if prior is not None:  # the prior's rows for the identity's rows: its matrix transposed
-            eye = torch.eye(M.shape[2], dtype=M.dtype, device=M.device).expand(len(f), -1, -1)
-            M = M + prior(f, u, eye.reshape(len(f), -1, *f.shape[2:])).flatten(2).mT
-        return self._like(M, f_ctx, batched)
+        return self._like(M if prior is None else M + prior.flatten(2).mT, f_ctx, batched)
 
-    def _model_context(self, f, u):
-        """The context responses the model reads and the classical prior it corrects (None
-        without: :class:`~nips_plugin.baselines.PriorResidualProcessor`)."""
+    def _model_context(self, f, u, rows):
+        """The context responses the model reads and the prediction for ``rows`` (inputs
+        ``[B, m, c_f, *grid]``) of the classical prior it corrects, in one call (None without a
+        prior: :class:`~nips_plugin.baselines.PriorResidualProcessor`)."""
         prior = getattr(self.processor, "prior", None)
-        return (u, None) if prior is None else (u - prior(f, u, f), prior)
+        if prior is None:
+            return u, None
+        g_ctx, g_rows = prior(f, u, torch.cat([f, rows], 1)).split([f.shape[1], rows.shape[1]], 1)
+        return u - g_ctx, g_rows
+
+    @staticmethod
+    def _identity_rows(f):
+        """The identity as input functions ``[B, N*c_f, c_f, *grid]``."""
+        n_f = f[0, 0].numel()
+        eye = torch.eye(n_f, dtype=f.dtype, device=f.device).expand(len(f), -1, -1)
+        return eye.reshape(len(f), n_f, *f.shape[2:])
