@@ -54,6 +54,7 @@ def _optional(what, step, progress):
               "the table is written without it", file=sys.stderr, flush=True)
         return None
 
+
 def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, device="cpu", resume=False,
                    preset=None, superresolution=(), progress=True, clean_tasks=None):
     """One seed of the benchmark: train ``names`` on ``tasks`` into ``out`` and evaluate.
@@ -207,6 +208,7 @@ def benchmark_seed(tasks, names, settings, out, *, seed=0, budget_seconds=None, 
     results["finished"] = True
     write_results(results, out)
     return results
+
 
 def run_benchmark(preset="darcy", data=None, models=DEFAULT_MODELS, epochs=None, device="cpu",
                   out="runs/benchmark", seed=0, seeds=None, budget_seconds=None, force=False, resume=False,

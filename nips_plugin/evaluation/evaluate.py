@@ -38,6 +38,7 @@ def baseline_predictor(name, layout, n_dim, symmetric, local_operator=None):
                                  shared_operator_modes=12 if prior else None,
                                  local_operator=local_operator if local else None)
 
+
 @torch.no_grad()
 def context_reconstruction_error(model, processor, loader, layout):
     """The papers' metric: mean relative L2 error of reconstructing the context responses
@@ -55,6 +56,7 @@ def context_reconstruction_error(model, processor, loader, layout):
         errors.append(metric.per_function(out * scale, u_ctx))
     return torch.cat(errors).mean().item()
 
+
 @torch.no_grad()
 def predict_batch(model, processor, batch):
     """Prediction and truth for a test batch, physical units (the batch is left untouched)."""
@@ -62,11 +64,13 @@ def predict_batch(model, processor, batch):
     out, sample = processor.postprocess(model(sample["x"]), sample)
     return out, sample["y"]
 
+
 def test_error(model, processor, loader):
     """Mean relative L2 error per query function over a loader, physical units."""
     metric = QueryRelL2Loss(out_components=processor.layout.out_components)
     errors = [metric.per_function(*predict_batch(model, processor, batch)) for batch in loader]
     return torch.cat(errors).mean().item()
+
 
 @torch.no_grad()
 def predictor_error(predictor, loader, layout, on_context=False):
@@ -83,6 +87,7 @@ def predictor_error(predictor, loader, layout, on_context=False):
         errors.append(metric.per_function(pred.reshape(target.shape), target))
     return torch.cat(errors).mean().item()
 
+
 def least_squares_error(loader, layout, mode="least_squares"):
     """The no-learning floor: :func:`predictor_error` of in-context least squares
     (``mode="symmetric"``: with the symmetric completion)."""
@@ -90,11 +95,13 @@ def least_squares_error(loader, layout, mode="least_squares"):
                                       loader.dataset[0]["x"].ndim - 1, mode)
     return predictor_error(predictor, loader, layout)
 
+
 def evaluate_row(name, run, loader, layout):
     """Unseen-system error of a trained run or of a no-learning row (its predictor) on one loader."""
     if name in BASELINES:
         return predictor_error(run, loader, layout)
     return test_error(run["model"], run["processor"], loader)
+
 
 def with_clean_targets(loader, clean_loader):
     """The batches of ``loader`` (noisy responses) with the targets of ``clean_loader``, the
@@ -107,12 +114,14 @@ def with_clean_targets(loader, clean_loader):
         batches.append({**noisy, "y": clean["y"]})
     return batches
 
+
 def noise_error(loader, clean_loader, layout):
     """Mean relative L2 error of the noisy query responses against the clean ones: what one
     noisy measurement gives, on the test draws."""
     metric = QueryRelL2Loss(out_components=layout.out_components)
     return torch.cat([metric.per_function(noisy["y"], clean["y"])
                       for noisy, clean in zip(loader, with_clean_targets(loader, clean_loader))]).mean().item()
+
 
 def superresolution_errors(runs, preset, resolutions, seed, settings, progress=True):
     """Zero-shot super-resolution: the unseen systems regenerated on finer grids, evaluated
@@ -144,6 +153,7 @@ def superresolution_errors(runs, preset, resolutions, seed, settings, progress=T
             errors[name][str(n)] = evaluate_row(name, run, loaders["id"], processor.layout)
     return errors
 
+
 def interpretation_metrics(rows, runs, tasks, settings, seed):
     """Add ``kernel_rel_err``, ``kernel_rel_err_span``, ``recovery_rel_err``,
     ``log_correlation`` (and ``phase_accuracy`` for two-phase fields) to the rows of the
@@ -173,6 +183,7 @@ def interpretation_metrics(rows, runs, tasks, settings, seed):
                                                for k, v in metrics["classical_phase_accuracy"].items()}
     return classical
 
+
 def train_step_memory_mb(model, processor, loader, device):
     """Peak memory of one training step (forward, loss, backward) of ``model`` on one batch."""
     from .profiling import peak_memory_mb
@@ -185,6 +196,7 @@ def train_step_memory_mb(model, processor, loader, device):
         loss(model(sample["x"]), sample["y"]).backward()
 
     return peak_memory_mb(step, device)
+
 
 def grid_tied(run):
     """Whether a trained in-context model is tied to its training grid (per-token affine)."""

@@ -24,16 +24,20 @@ from ..training.zoo import IN_CONTEXT_MODELS, build_model, optimizer_defaults
 #: prior, FNO, TFNO
 DEFAULT_MODELS = ("nips", "nao", "linear_nao", "nips_enhanced", "nips_hybrid", "fno", "tfno")
 
+
 #: finer grids on which the generated presets are also evaluated (zero-shot super-resolution)
 SUPERRESOLUTION = {"darcy": (41, 81), "elasticity": (57,), "tiny": (13,)}
+
 
 #: models contracting attention in the quadratic order (``attention_order="quadratic"``) are
 #: evaluated on grids up to this many points
 QUADRATIC_MAX_POINTS = 2000
 
+
 #: training time per model that the presets' epochs were calibrated to (seconds on
 #: the 2-core CPU sandbox, see the module docstring)
 BUDGET_SECONDS = 40
+
 
 #: benchmark settings per preset: sampling, and epochs per row for the equal-time rule
 #: (``calibrate_epochs`` on the 2-core sandbox with nothing else running, 2026-12-08, batch 16,
@@ -60,9 +64,11 @@ PRESET_SETTINGS = {
                  n_test_samples_per_system=4, epochs=2),
 }
 
+
 #: task files: the Darcy preset's budget (the same samples per epoch, whatever the number of
 #: training systems); context and queries adapt to the pairs per system
 FILE_SETTINGS = dict(PRESET_SETTINGS["darcy"], n_pairs=None, n_queries=None)
+
 
 def default_sampling(n_pairs_per_system, n_pairs=None, n_queries=None):
     """Context size ``d`` and queries ``q`` for systems of ``P`` pairs: ``d = 40, q = 10``
@@ -77,6 +83,7 @@ def default_sampling(n_pairs_per_system, n_pairs=None, n_queries=None):
         n_queries = min(10, P - n_pairs)
     return n_pairs, n_queries
 
+
 def complete_settings(settings, tasks):
     """A preset's settings completed for ``tasks``: context size and queries for its pairs
     per system (:func:`default_sampling`), draws per system for its number of training
@@ -90,6 +97,7 @@ def complete_settings(settings, tasks):
     not_sampling = ("in_context_layers", "epochs", "samples_per_epoch", "calibrated_budget_seconds")
     return settings, {k: v for k, v in settings.items() if k not in not_sampling}
 
+
 def epochs_for(settings, name):
     """Epochs of model ``name`` under ``settings`` (an int for all, or a dict per model; a
     model the preset has not been calibrated for gets the median of the others)."""
@@ -97,6 +105,7 @@ def epochs_for(settings, name):
     if not isinstance(epochs, dict):
         return epochs
     return epochs.get(name, sorted(epochs.values())[len(epochs) // 2])
+
 
 def machine_description(device):
     if str(device).startswith("cuda") and torch.cuda.is_available():

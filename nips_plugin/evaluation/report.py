@@ -12,11 +12,14 @@ COLUMNS = [("model", "model"), ("params", "params"), ("id_rel_l2", "unseen rel L
            ("kernel_rel_err", "kernel err"), ("log_correlation", "field log-corr"),
            ("recovery_rel_err", "field err"), ("epochs", "epochs"), ("train_seconds", "train s"), ("peak_mem_mb", "peak MB")]
 
+
 #: a best no-learning error below this is float32 round-off: the floor solves the data exactly
 EXACT_FLOOR = 1e-5
 
+
 #: columns shown with fewer decimals than the errors
 _DECIMALS = {"vs_lstsq": 2, "vs_floor": 2, "train_seconds": 1, "peak_mem_mb": 1}
+
 
 def fmt(v, key=None):
     if v is None:
@@ -36,6 +39,7 @@ def _cell(row, key, sub=None):
     if spread and isinstance(value, float):
         return f"{fmt(value, key)} ± {fmt(float(spread), key)}"
     return fmt(value, key)
+
 
 def best_floor(rows):
     """The best no-learning row (:data:`~.evaluate.BASELINES`) by unseen error: ``(name, error)``."""
@@ -125,6 +129,7 @@ def results_table(results):
         notes.append(f"Wall time: {results['wall_seconds'] / 60:.1f} min.")
     return table + "".join(f"\n{note}\n" for note in notes)
 
+
 def _mean_std(values):
     """Mean and sample standard deviation over seeds of numbers, or of dicts of them
     (recursively); equal values (and strings) are kept with spread 0 (None for strings), and
@@ -141,6 +146,7 @@ def _mean_std(values):
         return None, None
     array = np.asarray(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1))
+
 
 def aggregate_seeds(per_seed):
     """One result from the results of several seeds: every row's numbers are the mean over
@@ -163,6 +169,7 @@ def aggregate_seeds(per_seed):
                    per_seed=[{"seed": res["seed"], "rows": res["rows"], "wall_seconds": res["wall_seconds"]}
                              for res in per_seed])
     return results
+
 
 def write_results(results, out):
     write_json(results, out / "results.json")
